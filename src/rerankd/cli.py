@@ -1,0 +1,171 @@
+"""The `rerankd` command: the one place that wires the pieces together."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rerankd.errors import RerankdError
+from rerankd.types import Document, RerankResult
+
+app = typer.Typer(
+    name="rerankd",
+    help="Exact and fast reranking for Qwen3-Reranker and cross-encoders: library, server, CLI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Hub id or local directory of the model.", envvar="RERANKD_MODEL"),
+]
+QueryOpt = Annotated[str, typer.Option("--query", "-q", help="The query to rank documents against.")]
+DocsArg = Annotated[list[str] | None, typer.Argument(help="Documents; or use --file, or pipe them on stdin.")]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file", "-f", help="Documents, one per line; or JSONL with a 'text' field ('-' for stdin)."
+    ),
+]
+InstrOpt = Annotated[
+    str | None, typer.Option("--instruction", "-i", help="Task instruction (yes/no rerankers only).")
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="RERANKD_DEVICE")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", envvar="RERANKD_DTYPE")]
+MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Maximum tokens per pair, template included.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def parse_documents(text: str) -> list[Document]:
+    """One document per non-empty line; JSONL lines ({"text": ..., "id": ...}) are read as objects."""
+    docs: list[Document] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"line {n}: not valid JSON ({e.msg})") from e
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError(f'line {n}: a JSON line needs a string "text" field')
+            meta = {k: v for k, v in obj.items() if k not in ("text", "id", "_id")}
+            doc_id = obj.get("id", obj.get("_id"))
+            docs.append(Document(text=obj["text"], id=None if doc_id is None else str(doc_id), metadata=meta))
+        else:
+            docs.append(Document(text=line))
+    return docs
+
+
+def gather_documents(documents: list[str] | None, file: Path | None) -> list[Document]:
+    if documents:
+        return [Document(text=d) for d in documents]
+    if file is not None and str(file) != "-":
+        if not file.exists():
+            raise ValueError(f"{file}: no such file")
+        return parse_documents(file.read_text(encoding="utf-8"))
+    if file is not None or not sys.stdin.isatty():
+        return parse_documents(sys.stdin.read())
+    raise ValueError("no documents: pass them as arguments, with --file FILE, or on stdin")
+
+
+def load_local(model: str | None, device: str, dtype: str, max_length: int, instruction: str | None) -> Any:
+    if not model:
+        raise fail("pass --model (a hub id or a local model directory) or --url (a rerankd server)", 2)
+    from rerankd.reranker import Reranker
+
+    return Reranker.from_pretrained(
+        model, device=device, dtype=dtype, max_length=max_length, instruction=instruction
+    )
+
+
+def print_ranking(result: RerankResult, docs: list[Document]) -> None:
+    table = Table(title=f"{result.model}", title_style="bold", show_lines=False)
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("index", justify="right")
+    table.add_column("document", overflow="fold")
+    for rank_, r in enumerate(result, 1):
+        text = docs[r.index].text
+        table.add_row(
+            str(rank_), f"{r.score:.4f}", str(r.index), text if len(text) <= 200 else text[:199] + "…"
+        )
+    Console().print(table)
+
+
+@app.command()
+def rank(
+    query: QueryOpt,
+    documents: DocsArg = None,
+    model: ModelOpt = None,
+    file: FileOpt = None,
+    instruction: InstrOpt = None,
+    top_n: Annotated[int | None, typer.Option("--top-n", "-n", help="Keep the best N.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    max_length: MaxLenOpt = 8192,
+) -> None:
+    """Rank documents by relevance to the query: a table, or JSON with --json."""
+    try:
+        docs = gather_documents(documents, file)
+        if top_n is not None and top_n <= 0:
+            raise fail(f"--top-n must be a positive integer, got {top_n}", 2)
+        reranker = load_local(model, device, dtype, max_length, instruction)
+        result = reranker.rerank(query, docs, top_n=top_n, return_documents=True)
+    except (RerankdError, ValueError) as e:
+        raise fail(str(e)) from None
+    if as_json:
+        out = {
+            "model": result.model,
+            "results": [
+                {"index": r.index, "relevance_score": r.score, "document": {"text": docs[r.index].text}}
+                | ({"id": docs[r.index].id} if docs[r.index].id is not None else {})
+                for r in result
+            ],
+            "usage": {"prompt_tokens": result.usage.prompt_tokens, "total_tokens": result.usage.total_tokens},
+        }
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print_ranking(result, docs)
+
+
+@app.command()
+def score(
+    query: QueryOpt,
+    documents: DocsArg = None,
+    model: ModelOpt = None,
+    file: FileOpt = None,
+    instruction: InstrOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    max_length: MaxLenOpt = 8192,
+) -> None:
+    """Print the relevance scores in input order, as JSON."""
+    try:
+        docs = gather_documents(documents, file)
+        reranker = load_local(model, device, dtype, max_length, instruction)
+        scores = reranker.score(query, docs)
+    except (RerankdError, ValueError) as e:
+        raise fail(str(e)) from None
+    typer.echo(json.dumps({"model": reranker.info.name, "scores": scores}))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The project's exceptions. Each maps to one HTTP status in `server/errors.py` and one client error type."""
+
+from __future__ import annotations
+
+
+class RerankdError(Exception):
+    """Base of every rerankd error. `code` is a stable machine-readable name."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(RerankdError, ValueError):
+    """The caller asked for something that can't be done as asked (bad top_n, too many documents...)."""
+
+    status_code = 400
+    code = "invalid_request"
+
+
+class ModelLoadError(RerankdError):
+    """The model could not be found, downloaded or loaded; the message says what was tried."""
+
+    status_code = 500
+    code = "model_load_error"
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The model loaded but is not an architecture rerankd can score with."""
+
+    code = "unsupported_model"
+
+
+class Overloaded(RerankdError):
+    """The server's queue is full; try again after `retry_after` seconds."""
+
+    status_code = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(RerankdError):
+    """The server is loading or shutting down; try again after `retry_after` seconds."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

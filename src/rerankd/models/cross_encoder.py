@@ -1,0 +1,66 @@
+"""Sequence-classification cross-encoders (bge-reranker, ms-marco MiniLM...): query and document as a
+text pair, truncated to the model's maximum; log-odds from the classification head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rerankd.errors import UnsupportedModelError
+from rerankd.models.base import EncodedPair, ModelInfo
+
+
+class CrossEncoderScorer:
+    def __init__(self, model: Any, tokenizer: Any, *, info: ModelInfo) -> None:
+        num_labels = int(model.config.num_labels)
+        if num_labels not in (1, 2):
+            raise UnsupportedModelError(
+                f"{info.name}: a classification head with {num_labels} labels is not a relevance score; "
+                "rerankd supports 1 label (sigmoid) or 2 labels (softmax, second label)"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.num_labels = num_labels
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+
+    def encode(self, query: str, document: str, *, instruction: str | None = None) -> EncodedPair:
+        # Cross-encoders take no instruction; it is accepted so callers need not know the family.
+        # Batch form on purpose: a single call treats an empty document as "no second text" and drops
+        # its separator, unlike the batched calls that cross-encoder libraries make.
+        enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
+        ids = list(enc["input_ids"][0])
+        # Only a pair that fills max_length can have been cut; tokenize again only then.
+        truncated = len(ids) >= self.info.max_length and len(
+            self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
+        ) > len(ids)
+        return EncodedPair(
+            input_ids=ids,
+            token_type_ids=list(enc["token_type_ids"][0]) if "token_type_ids" in enc else None,
+            truncated=truncated,
+        )
+
+    @torch.inference_mode()
+    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
+        if not batch:
+            return []
+        device = next(self.model.parameters()).device
+        width = max(len(e) for e in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        types = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(batch):
+            ids[row, : len(e)] = torch.tensor(e.input_ids)
+            mask[row, : len(e)] = 1
+            if e.token_type_ids is not None:
+                types[row, : len(e)] = torch.tensor(e.token_type_ids)
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if batch[0].token_type_ids is not None:
+            inputs["token_type_ids"] = types.to(device)
+        logits = self.model(**inputs).logits.float()
+        if self.num_labels == 1:
+            return logits[:, 0].tolist()
+        # Two labels: softmax(...)[1] == sigmoid(l1 - l0).
+        return (logits[:, 1] - logits[:, 0]).tolist()

@@ -1,0 +1,151 @@
+"""Hub id or local directory → a Scorer. The family comes from the model's config and tokenizer, never
+from its name: a causal LM whose vocabulary has "yes" and "no" is a yes/no reranker, a
+sequence-classification model is a cross-encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rerankd.errors import ModelLoadError, UnsupportedModelError
+from rerankd.models.base import Family, ModelInfo, Scorer
+
+SUPPORTED = (
+    "causal LMs with single 'yes'/'no' tokens (*ForCausalLM, e.g. Qwen3-Reranker 0.6B/4B/8B) and "
+    "sequence-classification cross-encoders (*ForSequenceClassification with 1 or 2 labels, e.g. "
+    "bge-reranker-v2-m3, cross-encoder/ms-marco-MiniLM-L-6-v2)"
+)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from e
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        # fp32 on CPU is exact to the reference; GPUs run bf16 (the yes/no logits are still fp32).
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    return _DTYPES[dtype]
+
+
+def _where_tried(model: str) -> str:
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"):
+        hub = "the Hugging Face Hub was not asked because HF_HUB_OFFLINE is set, and the local cache has no copy"
+    else:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        hub = f"downloading it from {endpoint} failed"
+    return (
+        f"could not load model {model!r}: it is not a local directory, and {hub}. "
+        "Pass a local directory that holds config.json, the weights and the tokenizer "
+        "(for example --model ./Qwen3-Reranker-0.6B), or check the hub id and your network"
+    )
+
+
+def _load_config(model: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    path = Path(model).expanduser()
+    looks_like_path = model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") > 1
+    if looks_like_path and not path.exists():
+        raise ModelLoadError(
+            f"no such directory: {model!r}. Pass a local model directory (with config.json) or a hub id "
+            "such as Qwen/Qwen3-Reranker-0.6B"
+        )
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{model!r} is a file; pass the directory that holds config.json")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise ModelLoadError(f"{model!r} is a directory but has no config.json; is it a model directory?")
+    try:
+        return AutoConfig.from_pretrained(
+            str(path) if path.is_dir() else model, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        if path.is_dir():
+            raise ModelLoadError(f"could not read the config in {model!r}: {e}") from e
+        raise ModelLoadError(_where_tried(model)) from e
+
+
+def detect_family(config: Any) -> Family:
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "cross_encoder"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "yes_no"
+    raise UnsupportedModelError(
+        f"unsupported architecture {architectures or '(none in config.json)'}; rerankd supports {SUPPORTED}. "
+        "If the config is wrong, pass family='yes_no' or 'cross_encoder' explicitly"
+    )
+
+
+def load_scorer(
+    model: str,
+    *,
+    device: str = "auto",
+    dtype: str | torch.dtype = "auto",
+    max_length: int = 8192,
+    family: Family | None = None,
+    trust_remote_code: bool = False,
+) -> Scorer:
+    """Load a model and its tokenizer and wrap them in the scorer for their family."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    if max_length < 1:
+        raise ModelLoadError(f"max_length must be positive, got {max_length}")
+    config = _load_config(model, trust_remote_code)
+    family = family or detect_family(config)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        auto = AutoModelForCausalLM if family == "yes_no" else AutoModelForSequenceClassification
+        net: Any = auto.from_pretrained(
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"could not load {model!r} as a {family} model: {e}") from e
+    net.to(dev).eval()
+    arch = (getattr(config, "architectures", None) or [type(net).__name__])[0]
+    if family == "yes_no":
+        from rerankd.models.causal_lm import YesNoScorer
+
+        info = ModelInfo(
+            model, "yes_no", arch, max_length, str(torch_dtype).removeprefix("torch."), str(dev), True
+        )
+        return YesNoScorer(net, tokenizer, info=info)
+
+    from rerankd.models.cross_encoder import CrossEncoderScorer
+
+    limits = [max_length, getattr(config, "max_position_embeddings", max_length)]
+    if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**9:
+        limits.append(tokenizer.model_max_length)
+    # Absolute position embeddings may reserve slots (RoBERTa's padding offset); stay inside them.
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limits.append(getattr(config, "max_position_embeddings", max_length) - 2)
+    info = ModelInfo(
+        model, "cross_encoder", arch, min(limits), str(torch_dtype).removeprefix("torch."), str(dev), False
+    )
+    return CrossEncoderScorer(net, tokenizer, info=info)

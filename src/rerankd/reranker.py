@@ -1,0 +1,109 @@
+"""The library's front: `Reranker.from_pretrained(...)`, then `.score()` or `.rerank()`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rerankd.errors import InvalidRequest
+from rerankd.ranking import rank, validate_top_n
+from rerankd.types import Document, DocumentLike, RerankResult, Usage, as_document
+
+if TYPE_CHECKING:
+    from rerankd.models.base import EncodedPair, Family, ModelInfo, Scorer
+
+DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+class Reranker:
+    """A local reranker: a scoring backend plus ranking. Scores are probabilities in [0, 1]."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        *,
+        instruction: str | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_size: int = 64,
+    ) -> None:
+        self.scorer = scorer
+        self.instruction = instruction
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_length: int = 8192,
+        instruction: str | None = None,
+        family: Family | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        trust_remote_code: bool = False,
+    ) -> Reranker:
+        """`model`: a hub id (downloaded on first use; HF_HUB_OFFLINE and HF_ENDPOINT respected) or a
+        local directory. `family` overrides the detection from the config ("yes_no" or "cross_encoder")."""
+        from rerankd.models.loading import load_scorer
+
+        scorer = load_scorer(
+            model,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            family=family,
+            trust_remote_code=trust_remote_code,
+        )
+        return cls(scorer, instruction=instruction, max_batch_tokens=max_batch_tokens)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.scorer.info
+
+    def encode(
+        self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
+    ) -> list[EncodedPair]:
+        if not isinstance(query, str):
+            raise InvalidRequest(f"query must be a string, got {type(query).__name__}")
+        instr = instruction if instruction is not None else self.instruction
+        return [self.scorer.encode(query, as_document(d).text, instruction=instr) for d in documents]
+
+    def logits(self, encoded: Sequence[EncodedPair]) -> list[float]:
+        """Log-odds for encoded pairs, in input order (batched under the token budget)."""
+        from rerankd.models.base import score_encoded
+
+        return score_encoded(
+            self.scorer, encoded, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size
+        )
+
+    def score(
+        self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
+    ) -> list[float]:
+        """Relevance probabilities in input order."""
+        from rerankd.models.base import sigmoid
+
+        return [sigmoid(x) for x in self.logits(self.encode(query, documents, instruction=instruction))]
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[DocumentLike],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        return_documents: bool = False,
+    ) -> RerankResult:
+        """Documents sorted by relevance, best first; `top_n` keeps the best n (None: all)."""
+        validate_top_n(top_n)
+        docs: list[Document] = [as_document(d) for d in documents]
+        encoded = self.encode(query, docs, instruction=instruction)
+        from rerankd.models.base import sigmoid
+
+        scores = [sigmoid(x) for x in self.logits(encoded)]
+        return RerankResult(
+            results=rank(scores, docs, top_n=top_n, return_documents=return_documents),
+            model=self.info.name,
+            usage=Usage(prompt_tokens=sum(len(e) for e in encoded)),
+        )

@@ -1,0 +1,54 @@
+"""Session fixtures: tiny random-weight models built with save_pretrained, loaded through the real
+loading code. The real Qwen3 tokenizer comes from ../shared/assets/qwen3-tokenizer when it is there; a
+tokenizer trained at test time stands in elsewhere, so the suite runs on any machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = REPO / "test-output"
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path | None:
+    from rerankd.models.synthetic import default_tokenizer_dir
+
+    return default_tokenizer_dir()
+
+
+@pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path | None) -> Path:
+    from rerankd.models.synthetic import build_qwen3_reranker
+
+    return build_qwen3_reranker(
+        tmp_path_factory.mktemp("models") / "tiny-qwen3-reranker", tokenizer_dir=tokenizer_dir
+    )
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rerankd.models.synthetic import build_cross_encoder
+
+    return build_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def qwen3_reranker(qwen3_dir: Path):  # type: ignore[no-untyped-def]
+    from rerankd import Reranker
+
+    return Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
