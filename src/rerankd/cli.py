@@ -163,6 +163,11 @@ def score(
     typer.echo(json.dumps({"model": reranker.info.name, "scores": scores}))
 
 
+# Commands owned by other modules are registered here, one line each (heavy imports stay inside them).
+# -- registered commands --
+# -- end registered commands --
+
+
 def main() -> None:
     app()
 
