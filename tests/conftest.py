@@ -52,3 +52,12 @@ def qwen3_reranker(qwen3_dir: Path):  # type: ignore[no-untyped-def]
 def output_dir() -> Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def server(qwen3_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real `rerankd serve` process with the tiny Qwen3 model, shared by the session's HTTP tests."""
+    from tests.servers import rerankd_server
+
+    with rerankd_server(qwen3_dir, log_dir=tmp_path_factory.mktemp("server-logs")) as running:
+        yield running

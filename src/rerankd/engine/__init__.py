@@ -1,0 +1,1 @@
+"""The serving engine: an asyncio dynamic batcher in front of one scorer."""

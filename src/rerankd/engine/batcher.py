@@ -1,0 +1,136 @@
+"""Asyncio dynamic batcher: concurrent requests are scored together under a token budget.
+
+Each pair gets its own future, so one request can span batches and batches can mix requests. Pending
+pairs are sorted by length before they are cut into batches (little padding); the model runs on one
+worker thread, so the event loop never blocks on it. The queue is bounded: past it, Overloaded (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from rerankd.errors import Overloaded
+from rerankd.models.base import EncodedPair, plan_batches
+
+log = logging.getLogger("rerankd.batcher")
+
+BatchObserver = Callable[[int, int], None]  # (pairs, padded tokens) per batch run
+Planner = Callable[[Sequence[EncodedPair], int, int], list[list[int]]]  # pairs, budget, size → batches
+
+
+@dataclass
+class _Item:
+    pair: EncodedPair
+    future: asyncio.Future[float]
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        forward: Callable[[Sequence[EncodedPair]], list[float]],
+        *,
+        max_batch_tokens: int,
+        max_batch_size: int = 64,
+        max_queue: int = 4096,
+        observe: BatchObserver | None = None,
+        plan: Planner | None = None,
+    ) -> None:
+        self._forward = forward
+        self._plan = plan or (lambda pairs, budget, size: plan_batches([len(p) for p in pairs], budget, size))
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self._observe = observe
+        self._pending: list[_Item] = []
+        self._in_round = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerankd-infer")
+        self.batches_run = 0
+
+    @property
+    def depth(self) -> int:
+        """Pairs waiting or being scored."""
+        return len(self._pending) + self._in_round
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="rerankd-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for item in self._pending:
+            if not item.future.done():
+                item.future.cancel()
+        self._pending.clear()
+        self._executor.shutdown(wait=True)
+
+    def run_sync(self, pairs: Sequence[EncodedPair]) -> list[float]:
+        """Score on the inference thread's executor, outside the queue (warm-up)."""
+        return self._executor.submit(self._forward, pairs).result()
+
+    async def submit(self, pairs: Sequence[EncodedPair]) -> list[float]:
+        """Log-odds for `pairs`, in order, once every batch holding one of them has run."""
+        if not pairs:
+            return []
+        if self._task is None or self._wake is None:
+            raise RuntimeError("the batcher is not started")
+        if self.depth + len(pairs) > self.max_queue:
+            raise Overloaded(
+                f"the server's queue is full ({self.depth} pairs waiting, limit {self.max_queue}); retry shortly",
+                retry_after=1.0,
+            )
+        loop = asyncio.get_running_loop()
+        items = [_Item(p, loop.create_future()) for p in pairs]
+        self._pending.extend(items)
+        self._wake.set()
+        return list(await asyncio.gather(*(i.future for i in items)))
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                # A round takes everything pending now; what arrives meanwhile forms the next round.
+                round_items, self._pending = self._pending, []
+                self._in_round = len(round_items)
+                try:
+                    plan = self._plan(
+                        [i.pair for i in round_items], self.max_batch_tokens, self.max_batch_size
+                    )
+                    for batch_ix in plan:
+                        batch = [round_items[i] for i in batch_ix if not round_items[i].future.done()]
+                        if batch:
+                            await self._run_batch(loop, batch)
+                        self._in_round -= len(batch_ix)
+                finally:
+                    self._in_round = 0
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        pairs = [i.pair for i in batch]
+        try:
+            logits = await loop.run_in_executor(self._executor, self._forward, pairs)
+        except Exception as e:  # a model failure fails this batch's requests, not the server
+            log.exception("batch of %d pairs failed", len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(e)
+            return
+        self.batches_run += 1
+        if self._observe is not None:
+            self._observe(len(pairs), max(len(p) for p in pairs) * len(pairs))
+        for item, value in zip(batch, logits, strict=True):
+            if not item.future.done():
+                item.future.set_result(value)

@@ -1,0 +1,167 @@
+"""RerankEngine: a Reranker behind the dynamic batcher, with the request-level document handling
+(truncation to n tokens, chunking with max-pooling) that the HTTP dialects ask for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rerankd.engine.batcher import BatchObserver, DynamicBatcher
+from rerankd.engine.documents import chunk_text, truncate_text
+from rerankd.errors import InvalidRequest
+from rerankd.models.base import EncodedPair, ModelInfo, sigmoid
+from rerankd.ranking import max_pool
+from rerankd.reranker import Reranker
+
+DEFAULT_OVERLAP_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 64
+    max_queue: int = 4096  # pairs waiting or being scored, across requests
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores in input order (probabilities, or log-odds when raw), and the tokens the model read."""
+
+    scores: list[float]
+    prompt_tokens: int
+    truncated: int  # how many inputs were cut to fit
+
+
+class RerankEngine:
+    def __init__(
+        self, reranker: Reranker, config: EngineConfig | None = None, *, observe: BatchObserver | None = None
+    ) -> None:
+        self.reranker = reranker
+        self.config = config or EngineConfig()
+        self.batcher = DynamicBatcher(
+            reranker.scorer.forward,
+            max_batch_tokens=self.config.max_batch_tokens,
+            max_batch_size=self.config.max_batch_size,
+            max_queue=self.config.max_queue,
+            observe=observe,
+            plan=getattr(reranker.scorer, "plan", None),  # the scorer's own plan, if it has one
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.reranker.info
+
+    @property
+    def instruction(self) -> str | None:
+        return self.reranker.instruction
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def warm_up(self) -> None:
+        """One real forward pass (blocking), so the first request does not pay for lazy initialisation."""
+        pairs = self.reranker.encode(
+            "warm-up query", ["a short document", "another, slightly longer document"]
+        )
+        self.batcher.run_sync(pairs)
+
+    def _tokenizer(self) -> object:
+        return getattr(self.reranker.scorer, "tokenizer", None)
+
+    def _prepare(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        max_tokens_per_doc: int | None,
+        max_chunks_per_doc: int | None,
+        overlap_tokens: int | None,
+    ) -> tuple[list[EncodedPair], list[int]]:
+        """Encode pairs (blocking: run in a thread). Returns the pairs and, per pair, its document."""
+        tokenizer = self._tokenizer()
+        texts = list(documents)
+        if max_tokens_per_doc is not None and tokenizer is not None:
+            texts = [truncate_text(tokenizer, t, max_tokens_per_doc) for t in texts]
+        owners = list(range(len(texts)))
+        if max_chunks_per_doc is not None and max_chunks_per_doc > 1 and tokenizer is not None:
+            # A chunk is as long as the room the template and query leave (or max_tokens_per_doc).
+            overhead = len(self.reranker.encode(query, [""], instruction=instruction)[0])
+            room = self.info.max_length - overhead
+            if room < 8:
+                raise InvalidRequest(
+                    f"the query takes {overhead} of the model's {self.info.max_length} tokens, leaving no "
+                    "room for documents; shorten the query"
+                )
+            size = min(room, max_tokens_per_doc or room)
+            overlap = DEFAULT_OVERLAP_TOKENS if overlap_tokens is None else overlap_tokens
+            chunked: list[str] = []
+            owners = []
+            for i, t in enumerate(texts):
+                parts = chunk_text(tokenizer, t, size, min(overlap, size // 2), max_chunks_per_doc)
+                chunked += parts
+                owners += [i] * len(parts)
+            texts = chunked
+        return self.reranker.encode(query, texts, instruction=instruction), owners
+
+    async def rerank_scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        max_chunks_per_doc: int | None = None,
+        overlap_tokens: int | None = None,
+        raw: bool = False,
+    ) -> Scored:
+        """Scores of `documents` for `query`, in input order."""
+        if not documents:
+            return Scored([], 0, 0)
+        encoded, owners = await asyncio.to_thread(
+            self._prepare,
+            query,
+            documents,
+            instruction,
+            max_tokens_per_doc,
+            max_chunks_per_doc,
+            overlap_tokens,
+        )
+        logits = await self.batcher.submit(encoded)
+        if len(encoded) != len(documents):
+            logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
+        return Scored(
+            scores=logits if raw else [sigmoid(x) for x in logits],
+            prompt_tokens=sum(len(e) for e in encoded),
+            truncated=sum(e.truncated for e in encoded),
+        )
+
+    async def score_pairs(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        raw: bool = False,
+    ) -> Scored:
+        """Scores of arbitrary (query, document) pairs, in input order (vLLM's score API)."""
+
+        def prepare() -> list[EncodedPair]:
+            tokenizer = self._tokenizer()
+            out: list[EncodedPair] = []
+            for q, d in pairs:
+                if max_tokens_per_doc is not None and tokenizer is not None:
+                    d = truncate_text(tokenizer, d, max_tokens_per_doc)
+                out += self.reranker.encode(q, [d], instruction=instruction)
+            return out
+
+        encoded = await asyncio.to_thread(prepare)
+        logits = await self.batcher.submit(encoded)
+        return Scored(
+            scores=logits if raw else [sigmoid(x) for x in logits],
+            prompt_tokens=sum(len(e) for e in encoded),
+            truncated=sum(e.truncated for e in encoded),
+        )

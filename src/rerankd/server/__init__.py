@@ -1,0 +1,1 @@
+"""The HTTP server: FastAPI app, routes per family, one error mapping, the ASGI gate."""

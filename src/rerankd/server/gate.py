@@ -1,0 +1,169 @@
+"""The ASGI gate every request passes: request id, drain refusal, auth, body-size limit, metrics and
+one structured log line. Pure ASGI (no BaseHTTPMiddleware), so it adds no task per request."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from rerankd.protocol import ErrorResponse
+from rerankd.server.state import ServerState
+
+access = logging.getLogger("rerankd.access")
+
+OPEN_PATHS = frozenset({"/health", "/ready"})
+JSON_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/score", "/v1/score"})
+_TYPES = {401: "authentication_error", 413: "invalid_request_error", 503: "service_unavailable"}
+
+Scope = dict[str, Any]
+
+
+def key_matches(provided: str, keys: Iterable[str]) -> bool:
+    """Constant-time over every key: no early exit that would tell which key came close."""
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(provided.encode(), key.encode())
+    return ok
+
+
+def bearer(headers: dict[bytes, bytes]) -> str | None:
+    value = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+class Gate:
+    def __init__(self, app: Any, state: ServerState, known_paths: set[str]) -> None:
+        self.app = app
+        self.state = state
+        self.known_paths = known_paths
+
+    def _route_label(self, path: str) -> str:
+        if path in self.known_paths:
+            return path
+        return "/ui" if path.startswith("/ui") else "other"
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state, s = self.state, self.state.settings
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope["path"]
+        route = self._route_label(path)
+        start = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def refuse(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+            body = ErrorResponse.make(
+                message, _TYPES.get(status, "invalid_request_error"), status
+            ).model_dump_json()
+            await send_wrapped(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), *(extra or [])],
+                }
+            )
+            await send_wrapped({"type": "http.response.body", "body": body.encode()})
+
+        state.in_flight += 1
+        state.metrics.in_flight.inc()
+        try:
+            if state.phase == "draining" and path not in OPEN_PATHS:
+                retry = str(max(1, round(s.retry_after)))
+                await refuse(
+                    503,
+                    "the server is shutting down; retry on another replica",
+                    [(b"retry-after", retry.encode())],
+                )
+            elif s.api_keys and path not in OPEN_PATHS and not key_matches(bearer(headers) or "", s.api_keys):
+                await refuse(
+                    401,
+                    "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    [(b"www-authenticate", b"Bearer")],
+                )
+            elif scope["method"] in ("POST", "PUT", "PATCH") and route in JSON_ROUTES:
+                # `curl -d` and some clients send JSON without a JSON content type: read it as JSON anyway.
+                scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+                scope["headers"].append((b"content-type", b"application/json"))
+                body = await self._read_body(receive, headers)
+                if body is None:
+                    await refuse(
+                        413, f"the request body is larger than the server's limit of {s.max_body_bytes} bytes"
+                    )
+                else:
+                    await self.app(scope, _replay(body, receive), send_wrapped)
+            else:
+                await self.app(scope, receive, send_wrapped)
+        finally:
+            state.in_flight -= 1
+            state.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            status = status_holder["status"]
+            state.metrics.requests.labels(route, str(status)).inc()
+            state.metrics.latency.labels(route).observe(elapsed)
+            if path not in OPEN_PATHS and route != "/metrics":
+                access.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": path,
+                            "status": status,
+                            "latency_ms": round(elapsed * 1000, 2),
+                            "client": (scope.get("client") or ("", 0))[0],
+                        }
+                    )
+                )
+
+    async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes | None:
+        """The whole body, or None past the limit (checked on Content-Length first, then as it streams)."""
+        limit = self.state.settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """Hand the buffered body to the app once; later calls wait on the real channel (disconnects)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return replay

@@ -1,0 +1,87 @@
+"""A real `rerankd serve` process on a free loopback port, for tests that talk HTTP to it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return int(self.process.returncode)
+
+
+@contextlib.contextmanager
+def rerankd_server(
+    model_dir: Path, *args: str, log_dir: Path, wait_ready: bool = True
+) -> Iterator[RunningServer]:
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "rerankd.cli",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        *args,
+    ]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+    server = RunningServer(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        if wait_ready:
+            wait_until_ready(server)
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop(signal.SIGTERM, timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def wait_until_ready(server: RunningServer, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"rerankd serve exited with {server.process.returncode}:\n{server.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"rerankd serve not ready after {timeout}s:\n{server.log()}")
