@@ -93,7 +93,12 @@ class Gate:
                     "the server is shutting down; retry on another replica",
                     [(b"retry-after", retry.encode())],
                 )
-            elif s.api_keys and path not in OPEN_PATHS and not key_matches(bearer(headers) or "", s.api_keys):
+            elif (
+                s.api_keys
+                and path not in OPEN_PATHS
+                and route != "/ui"  # a browser sends no bearer header: the UI asks for the key itself
+                and not key_matches(bearer(headers) or "", s.api_keys)
+            ):
                 await refuse(
                     401,
                     "missing or invalid API key: send 'Authorization: Bearer <key>'",
