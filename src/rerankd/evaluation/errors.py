@@ -1,0 +1,11 @@
+"""The harness's one error type: bad input named with what to change."""
+
+from __future__ import annotations
+
+from rerankd.errors import InvalidRequest
+
+
+class EvalError(InvalidRequest):
+    """A dataset, run file or option the harness cannot use; the message says what to change."""
+
+    code = "eval_error"
