@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from rerankd.engine.batcher import BatchObserver, DynamicBatcher
 from rerankd.engine.documents import chunk_text, truncate_text
@@ -33,6 +34,46 @@ class Scored:
     truncated: int  # how many inputs were cut to fit
 
 
+class Engine(Protocol):
+    """What the server needs from an engine: the local RerankEngine, or a proxy to remote replicas."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def instruction(self) -> str | None: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def warm_up(self) -> None: ...
+
+    async def rerank_scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        max_chunks_per_doc: int | None = None,
+        overlap_tokens: int | None = None,
+        raw: bool = False,
+    ) -> Scored: ...
+
+    async def score_pairs(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        instruction: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        raw: bool = False,
+    ) -> Scored: ...
+
+
 class RerankEngine:
     def __init__(
         self, reranker: Reranker, config: EngineConfig | None = None, *, observe: BatchObserver | None = None
@@ -55,6 +96,11 @@ class RerankEngine:
     @property
     def instruction(self) -> str | None:
         return self.reranker.instruction
+
+    @property
+    def depth(self) -> int:
+        """Pairs waiting or being scored."""
+        return self.batcher.depth
 
     async def start(self) -> None:
         self.batcher.start()

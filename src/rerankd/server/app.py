@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import rerankd
+from rerankd.engine.engine import Engine
 from rerankd.reranker import Reranker
 from rerankd.server import errors
 from rerankd.server.gate import Gate
@@ -24,13 +25,16 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: ServerSettings, *, reranker: Reranker | None = None) -> FastAPI:
-    """`reranker`: an already loaded model (tests, embedding); otherwise `settings.model` is loaded."""
+def create_app(
+    settings: ServerSettings, *, reranker: Reranker | None = None, engine: Engine | None = None
+) -> FastAPI:
+    """`reranker`: an already loaded model (tests, embedding); `engine`: a ready-made engine (remote
+    replicas); otherwise `settings.model` is loaded."""
     state = ServerState(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(state.start(reranker))
+        loading = asyncio.create_task(state.start(reranker, engine))
         app.state.loading = loading
         try:
             yield

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rerankd.engine.engine import EngineConfig, RerankEngine
+from rerankd.engine.engine import Engine, EngineConfig, RerankEngine
 from rerankd.errors import Unavailable
 from rerankd.reranker import Reranker
 from rerankd.server.metrics import Metrics
@@ -23,13 +23,13 @@ Phase = Literal["loading", "ready", "draining", "failed"]
 class ServerState:
     settings: ServerSettings
     metrics: Metrics = field(default_factory=Metrics)
-    engine: RerankEngine | None = None
+    engine: Engine | None = None
     phase: Phase = "loading"
     load_error: str | None = None
     in_flight: int = 0
     on_fatal: Callable[[str], None] | None = None
 
-    def require_engine(self) -> RerankEngine:
+    def require_engine(self) -> Engine:
         if self.phase == "ready" and self.engine is not None:
             return self.engine
         if self.phase == "failed":
@@ -46,11 +46,12 @@ class ServerState:
             max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size, max_queue=s.max_queue
         )
 
-    async def start(self, reranker: Reranker | None = None) -> None:
-        """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up."""
+    async def start(self, reranker: Reranker | None = None, engine: Engine | None = None) -> None:
+        """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
+        `engine` replaces all of it with a ready-made engine (for example one backed by remote replicas)."""
         s = self.settings
         try:
-            if reranker is None:
+            if engine is None and reranker is None:
                 reranker = await asyncio.to_thread(
                     Reranker.from_pretrained,
                     s.model,
@@ -60,9 +61,12 @@ class ServerState:
                     instruction=s.instruction,
                     max_batch_tokens=s.max_batch_tokens,
                 )
-            engine = RerankEngine(reranker, self.engine_config(), observe=self.metrics.observe_batch)
+            if engine is None:
+                assert reranker is not None
+                engine = RerankEngine(reranker, self.engine_config(), observe=self.metrics.observe_batch)
             await engine.start()
-            self.metrics.track_queue(lambda: engine.batcher.depth)
+            running = engine
+            self.metrics.track_queue(lambda: running.depth)
             await asyncio.to_thread(engine.warm_up)
         except Exception as e:
             self.phase, self.load_error = "failed", str(e)
@@ -89,4 +93,4 @@ class ServerState:
 
     @property
     def idle(self) -> bool:
-        return self.in_flight == 0 and (self.engine is None or self.engine.batcher.depth == 0)
+        return self.in_flight == 0 and (self.engine is None or self.engine.depth == 0)
