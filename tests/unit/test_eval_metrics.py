@@ -74,7 +74,7 @@ def test_a_query_missing_from_the_run_scores_zero_and_languages_group() -> None:
 def test_run_files_round_trip_in_trec_eval_order(tmp_path: Path) -> None:
     path = write_trec_run(tmp_path / "r.trec", {"q1": [("b", 2.0), ("a", 1.0)], "q2": [("c", 0.5)]}, "my run")
     lines = path.read_text().splitlines()
-    assert lines[0] == "q1 Q0 b 1 2 my_run" and len(lines) == 3
+    assert lines[0] == "q1 Q0 b 1 2.0 my_run" and len(lines) == 3
     # Ties are ordered the way trec_eval orders them: by document id, descending.
     path.write_text("q1 Q0 a 1 1.0 x\nq1 Q0 c 2 1.0 x\nq1 Q0 b 3 3.0 x\n")
     assert [d for d, _ in read_trec_run(path)["q1"]] == ["b", "c", "a"]
@@ -87,6 +87,7 @@ def test_tokenizer_splits_cjk_into_bigrams() -> None:
     assert tokenize("Which river flows through Vienna?") == ["which", "river", "flows", "through", "vienna"]
     assert tokenize("哪条河流经维也纳？") == ["哪条", "条河", "河流", "流经", "经维", "维也", "也纳"]
     assert tokenize("東京タワーはいつ") == ["東京", "京タ", "タワ", "ワー", "ーは", "はい", "いつ"]
+    assert tokenize("于1889年建成") == ["于", "1889", "年建", "建成"]  # digits are not glued to the han
     assert tokenize("Ｔｏｋｙｏ Tower-Bridge 1889") == ["tokyo", "tower", "bridge", "1889"]
 
 

@@ -7,12 +7,12 @@ import re
 import unicodedata
 
 from rerankd.evaluation.dataset import BeirDataset
-from rerankd.evaluation.runs import Ranking
+from rerankd.evaluation.runs import Ranking, sort_ranking
 
 # Han, Hiragana, Katakana, Hangul: scripts written without spaces between words (Hangul has spaces,
 # but bigrams are a robust default there too).
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f"
-_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK}]+")
 
 
@@ -42,7 +42,7 @@ def bm25_candidates(dataset: BeirDataset, query_ids: list[str], top_k: int) -> R
     )
     ranking: Ranking = {}
     for row, qid in enumerate(query_ids):
-        ranking[qid] = [
-            (doc_ids[int(i)], float(s)) for i, s in zip(docs[row], scores[row], strict=True) if float(s) > 0
-        ]
+        ranking[qid] = sort_ranking(
+            [(doc_ids[int(i)], float(s)) for i, s in zip(docs[row], scores[row], strict=True) if float(s) > 0]
+        )
     return ranking

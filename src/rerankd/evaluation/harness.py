@@ -16,7 +16,7 @@ from rerankd.evaluation import metrics
 from rerankd.evaluation.cache import ScoreCache, text_hash
 from rerankd.evaluation.dataset import BeirDataset
 from rerankd.evaluation.errors import EvalError
-from rerankd.evaluation.runs import Ranking
+from rerankd.evaluation.runs import Ranking, sort_ranking
 from rerankd.types import Reranker
 
 # (system name, pairs just done, total pairs of the system): for a progress bar.
@@ -117,7 +117,7 @@ def rerank_query(
     cache: ScoreCache,
     timing: Timing,
 ) -> list[tuple[str, float]]:
-    """The candidates of one query, reranked (ties keep the first-stage order)."""
+    """The candidates of one query, reranked."""
     hashes = [text_hash(t) for t in texts]
     found = cache.lookup(spec.model_key, instruction, query, hashes)
     missing = [i for i, s in enumerate(found) if s is None]
@@ -138,9 +138,8 @@ def rerank_query(
         timing.timed_pairs += len(hashes)
         timing.timed_seconds += seconds_all
         timing.latencies.append(seconds_all)
-    scores = [s if s is not None else float("nan") for s in found]
-    order = sorted(range(len(doc_ids)), key=lambda i: (-scores[i], i))
-    return [(doc_ids[i], scores[i]) for i in order]
+    ranked = [(d, float(s)) for d, s in zip(doc_ids, found, strict=True) if s is not None]
+    return sort_ranking(ranked)
 
 
 def evaluate(

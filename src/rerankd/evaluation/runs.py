@@ -1,7 +1,7 @@
 """TREC run files: `qid Q0 docid rank score tag`, one line per retrieved document.
 
-In memory a run is a `Ranking`: per query, (doc id, score) pairs best first. Reading orders a file the
-way trec_eval does (score descending, ties by doc id descending), so metrics match trec_eval's.
+In memory a run is a `Ranking`: per query, (doc id, score) pairs best first, always in trec_eval's order
+(score descending, ties by doc id descending), so metrics match what trec_eval says of the files.
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def read_trec_run(path: str | Path) -> Ranking:
             per_query.setdefault(qid, {})[did] = value
     if not per_query:
         raise EvalError(f"--candidates {path}: the run file is empty")
-    return {
-        qid: sorted(docs.items(), key=lambda d: (d[1], d[0]), reverse=True) for qid, docs in per_query.items()
-    }
+    return {qid: sort_ranking(list(docs.items())) for qid, docs in per_query.items()}
+
+
+def sort_ranking(docs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Best first, ties by doc id descending: trec_eval's order, so a written run file evaluates to the
+    same numbers as the report."""
+    return sorted(docs, key=lambda d: (d[1], d[0]), reverse=True)
 
 
 def write_trec_run(path: Path, ranking: Ranking, tag: str) -> Path:
@@ -50,7 +54,7 @@ def write_trec_run(path: Path, ranking: Ranking, tag: str) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for qid, docs in ranking.items():
             for rank, (did, score) in enumerate(docs, 1):
-                f.write(f"{qid} Q0 {did} {rank} {score:.8g} {tag}\n")
+                f.write(f"{qid} Q0 {did} {rank} {score!r} {tag}\n")
     return path
 
 
