@@ -1,0 +1,75 @@
+"""Client-side rate limiting: a token bucket for requests per second and a semaphore for requests in
+flight, in a thread-safe variant (sync client) and an asyncio variant (async client). Both share the
+pure `TokenBucket` and take the client's injected clock and sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+from rerankd.client._core import RateLimit, TokenBucket
+
+
+class SyncLimiter:
+    def __init__(self, limit: RateLimit | None, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.limit = limit or RateLimit()
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        rps = self.limit.requests_per_second
+        self._bucket = TokenBucket(rps, self.limit.burst, clock()) if rps else None
+        n = self.limit.max_concurrent
+        self._slots = threading.BoundedSemaphore(n) if n else None
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a concurrency slot and a rate token for one HTTP attempt."""
+        if self._slots is not None:
+            self._slots.acquire()
+        try:
+            if self._bucket is not None:
+                with self._lock:
+                    wait = self._bucket.reserve(self.clock())
+                if wait > 0:
+                    self.sleep(wait)
+            yield
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+
+class AsyncLimiter:
+    def __init__(
+        self,
+        limit: RateLimit | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ):
+        self.limit = limit or RateLimit()
+        self.clock = clock
+        self.sleep = sleep
+        rps = self.limit.requests_per_second
+        self._bucket = TokenBucket(rps, self.limit.burst, clock()) if rps else None
+        n = self.limit.max_concurrent
+        # Created lazily: an asyncio.Semaphore belongs to the loop that first waits on it.
+        self._n = n
+        self._slots: asyncio.Semaphore | None = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._n and self._slots is None:
+            self._slots = asyncio.Semaphore(self._n)
+        slots = self._slots
+        if slots is not None:
+            await slots.acquire()
+        try:
+            if self._bucket is not None:
+                wait = self._bucket.reserve(self.clock())  # atomic: no await between read and write
+                if wait > 0:
+                    await self.sleep(wait)
+            yield
+        finally:
+            if slots is not None:
+                slots.release()

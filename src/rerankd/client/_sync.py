@@ -1,0 +1,193 @@
+"""RerankClient: the blocking client. Its only own code is the I/O loop; the rest is in `_base`/`_core`."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
+
+import httpx
+
+from rerankd.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient
+from rerankd.client._core import (
+    Attempts,
+    Chunk,
+    Detection,
+    RateLimit,
+    RemoteModel,
+    Request,
+    RetryPolicy,
+    error_from_transport,
+    parse_models,
+    resolve_documents,
+)
+from rerankd.client._limits import SyncLimiter
+from rerankd.client.errors import ClientError, InvalidResponseError
+from rerankd.types import DocumentLike, RerankResult
+
+
+class RerankClient(BaseClient):
+    """A blocking client for rerankd or any rerank provider; satisfies `rerankd.types.Reranker`.
+
+    Thread-safe: one connection pool (httpx.Client) per client, shared by every thread and by the
+    concurrent requests of a call split by `max_docs_per_request`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        rate_limit: RateLimit | None = None,
+        provider: str = "auto",
+        template: str | None = "auto",
+        max_docs_per_request: int | None = None,
+        deadline: float | None = 300.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            rate_limit=rate_limit,
+            provider=provider,
+            template=template,
+            max_docs_per_request=max_docs_per_request,
+            deadline=deadline,
+            retry=retry,
+            headers=headers,
+            clock=clock,
+            rand=rand,
+        )
+        self.sleep = sleep
+        self._own_http = http_client is None
+        self._http = http_client or httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=self.fanout * 2)
+        )
+        self._limiter = SyncLimiter(rate_limit, clock, sleep)
+        self._detect_lock = threading.Lock()
+
+    # -- the I/O loop --------------------------------------------------------------------------------
+
+    def _send(self, request: Request) -> Any:
+        """One request with retries: the JSON answer, or the final typed error."""
+        attempts = Attempts(self.retry, self.timeout, self.clock, self.rand)
+        url = self._url(request.path)
+        while True:
+            try:
+                timeout = attempts.timeout()
+                with self._limiter.slot():
+                    response = self._http.request(
+                        request.method,
+                        url,
+                        json=request.body,
+                        headers=self._headers(request),
+                        timeout=httpx.Timeout(timeout),
+                    )
+                return self._decode(request, response.status_code, response.headers, response.content)
+            except ClientError as e:
+                error = e
+            except httpx.HTTPError as e:
+                error = error_from_transport(e, url=url, request_id=request.request_id)
+            self.sleep(attempts.next_delay(error))
+
+    def _gather(self, requests: list[Request]) -> list[tuple[Request, Chunk]]:
+        if len(requests) == 1:
+            return [(requests[0], self._parse(requests[0], self._send(requests[0])))]
+        pool = ThreadPoolExecutor(max_workers=min(len(requests), self.fanout), thread_name_prefix="rerankd")
+        try:
+            futures = [pool.submit(self._send, r) for r in requests]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+            return [(r, self._parse(r, f.result())) for r, f in zip(requests, futures, strict=True)]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _resolve_provider(self) -> Detection:
+        if self._detection is not None:
+            return self._detection
+        with self._detect_lock:
+            if self._detection is not None:
+                return self._detection
+            try:
+                return self._detected(self.models())
+            except ClientError as e:
+                if self._detection_error_is_final(e):
+                    raise
+                why = f"GET /v1/models: {e}"
+            try:
+                tei = self._tei_info(self._send(Request("GET", "/info")))
+            except ClientError as e:
+                if self._detection_error_is_final(e):
+                    raise
+                tei = None
+            return self._detected(None, why, tei)
+
+    # -- the API -------------------------------------------------------------------------------------
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[DocumentLike],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        return_documents: bool = False,
+    ) -> RerankResult:
+        """Documents sorted by relevance, best first, with indices into `documents`."""
+        self._check(query, top_n)
+        docs = resolve_documents(documents)
+        if not docs:
+            return RerankResult(results=(), model=self.model_name)
+        self._resolve_provider()
+        answers = self._gather(self._plan(query, docs, top_n, instruction))
+        return self._ranking(answers, docs, top_n, return_documents)
+
+    def score(
+        self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
+    ) -> list[float]:
+        """Relevance scores in input order."""
+        self._check(query, None)
+        docs = resolve_documents(documents)
+        if not docs:
+            return []
+        self._resolve_provider()
+        return self._scores(self._gather(self._plan(query, docs, None, instruction)), len(docs))
+
+    def models(self) -> list[RemoteModel]:
+        """The models the server lists at GET /v1/models."""
+        return parse_models(self._send(Request("GET", "/v1/models")))
+
+    def health(self) -> dict[str, Any]:
+        """GET /health: the server's answer ({"status": "ok"} for an empty 200); raises if unhealthy."""
+        payload = self._send(Request("GET", "/health"))
+        if payload is None:
+            return {"status": "ok"}
+        if not isinstance(payload, dict):
+            raise InvalidResponseError(f"GET /health answered {str(payload)[:200]}")
+        return payload
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    def __enter__(self) -> RerankClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
