@@ -166,6 +166,7 @@ def score(
 # Commands owned by other modules are registered here, one line each (heavy imports stay inside them).
 # -- registered commands --
 app.command(name="eval")(__import__("rerankd.evaluation.cli", fromlist=["eval_command"]).eval_command)
+app.command(name="bench")(__import__("rerankd.bench", fromlist=["bench"]).bench)
 # -- end registered commands --
 
 

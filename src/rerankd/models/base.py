@@ -83,7 +83,13 @@ def score_encoded(
 ) -> list[float]:
     """Log-odds for any number of encoded pairs, in input order, batched under a token budget."""
     logits = [0.0] * len(encoded)
-    for batch in plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size):
+    # A scorer may plan its own batches (the yes/no scorer counts a shared prefix once).
+    planner = getattr(scorer, "plan", None)
+    if callable(planner):
+        batches = planner(encoded, max_batch_tokens, max_batch_size)
+    else:
+        batches = plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
+    for batch in batches:
         for i, value in zip(batch, scorer.forward([encoded[i] for i in batch]), strict=True):
             logits[i] = value
     return logits
