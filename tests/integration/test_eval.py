@@ -158,7 +158,8 @@ def test_an_interrupted_run_resumes_from_the_cache_to_the_same_report(
 
     path = tmp_path / "scores.sqlite"
     with pytest.raises(Interrupted):
-        run(InterruptAfter(qwen3_reranker, calls=3), ScoreCache(path))
+        # The warm-up call, then three queries; the fourth query's call raises.
+        run(InterruptAfter(qwen3_reranker, calls=4), ScoreCache(path))
     done = sum(per_query[q] for q in qids[:3])
     assert len(ScoreCache(path)) == done  # the three finished queries were saved
 
@@ -195,24 +196,29 @@ def _remote_client_available() -> bool:
 @pytest.mark.skipif(
     not _remote_client_available(), reason="rerankd.client.RerankClient is not in this checkout yet"
 )
-def test_remote_server_against_the_local_model(
-    request: pytest.FixtureRequest, tmp_path: Path, qwen3_dir: Path
+def test_remote_server_scores_like_the_local_model(
+    request: pytest.FixtureRequest, tmp_path: Path, qwen3_reranker: Reranker
 ) -> None:
-    server = request.getfixturevalue("server")  # `rerankd serve` with the same tiny model
+    server = request.getfixturevalue("server")  # `rerankd serve` with the same tiny model (conftest)
     out = tmp_path / "out"
     proc = run_cli(
         "--dataset", "sample", "--top-k", "5", "--max-queries", "1", "--quiet",
-        "--model", str(qwen3_dir), "--url", server.url, "--output", str(out),
+        "--url", server.url, "--output", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
-    local, remote = report["rerankers"]
-    assert remote["kind"] == "remote" and remote["url"] == server.url
-    assert report["metrics"][remote["name"]] == pytest.approx(report["metrics"][local["name"]])
-    a, b = read_trec_run(out / local["run_file"]), read_trec_run(out / remote["run_file"])
-    for qid in a:
-        assert [d for d, _ in a[qid]] == [d for d, _ in b[qid]]
-        assert [s for _, s in a[qid]] == pytest.approx([s for _, s in b[qid]], abs=1e-5)
+    (remote,) = report["rerankers"]
+    assert remote["kind"] == "remote" and remote["url"] == server.url and remote["provider"] == "auto"
+    assert remote["timing"]["pairs_per_second"] > 0
+    ds = load_beir("sample")
+    run = read_trec_run(out / remote["run_file"])
+    assert set(run) == set(ds.eval_query_ids(max_queries=1))
+    for qid, docs in run.items():
+        local = qwen3_reranker.score(ds.queries[qid].text, [ds.corpus[d].full_text for d, _ in docs])
+        assert [s for _, s in docs] == pytest.approx(local, abs=1e-5)
+    # A server that is not there: a clear error, no traceback.
+    proc = run_cli("--dataset", "sample", "--max-queries", "1", "--url", "http://127.0.0.1:9", "--no-cache")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "127.0.0.1:9" in proc.stderr
 
 
 def _no_traceback(proc: subprocess.CompletedProcess[str]) -> str:

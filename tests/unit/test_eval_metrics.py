@@ -209,7 +209,8 @@ def test_harness_with_an_oracle_reaches_the_best_possible() -> None:
         ranked = [d for d, _ in result.systems[0].ranking[q]]
         graded = [ds.qrels[q].get(d, 0) for d in ranked]
         assert graded == sorted(graded, reverse=True)
-    assert len(oracle.calls) == len(qids)  # one call per query
+    assert len(oracle.calls) == 1 + len(qids)  # an untimed one-pair warm-up, then one call per query
+    assert oracle.calls[0][1] == 1
     assert after["all"]["Recall@100"] == before["all"]["Recall@100"]  # same candidates
 
 

@@ -34,8 +34,8 @@ def local_model_key(model: str, dtype: str, max_length: int) -> str:
     return f"local|{ident}|{dtype}|{max_length}"
 
 
-def remote_model_key(url: str, provider: str, model: str | None) -> str:
-    return f"remote|{url.rstrip('/')}|{provider}|{model or ''}"
+def remote_model_key(url: str, provider: str, model: str | None, template: str | None = None) -> str:
+    return f"remote|{url.rstrip('/')}|{provider}|{model or ''}|{template or 'default'}"
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -53,6 +53,7 @@ def build_specs(
     *,
     api_key: str | None,
     remote_model: str | None,
+    remote_template: str | None = None,
     device: str,
     dtype: str,
     max_length: int,
@@ -103,15 +104,23 @@ def build_specs(
             client_cls: Any = importlib.import_module("rerankd.client").RerankClient
         except (ImportError, AttributeError) as e:
             raise EvalError(f"--url needs rerankd's client, which failed to import here ({e})") from None
-        client = client_cls(url, api_key=api_key, model=remote_model, provider=provider)
+        extra: dict[str, Any] = {}
+        if remote_template is not None:  # only when asked: the client's own default otherwise
+            extra["template"] = None if remote_template == "none" else remote_template
+        client = client_cls(url, api_key=api_key, model=remote_model, provider=provider, **extra)
         label = f"{remote_model}@{parsed.netloc}" if remote_model else parsed.netloc
         specs.append(
             RerankerSpec(
                 name=_unique(label if provider == "auto" else f"{provider}:{label}", taken),
                 reranker=client,
-                model_key=remote_model_key(url, provider, remote_model),
+                model_key=remote_model_key(url, provider, remote_model, remote_template),
                 kind="remote",
-                details={"url": url, "provider": provider, "model": remote_model},
+                details={
+                    "url": url,
+                    "provider": provider,
+                    "model": remote_model,
+                    "template": remote_template,
+                },
             )
         )
     return specs
@@ -151,32 +160,31 @@ class _Bar:
             self.progress.advance(self.tasks[name], advance)
 
 
-def _summary_table(report: dict[str, Any]) -> Any:
+def _summary_tables(report: dict[str, Any]) -> list[Any]:
+    """Metrics over all queries per stage, then speed per reranker: each fits an 80-column terminal."""
     from rich.table import Table
 
     from rerankd.evaluation.metrics import METRICS
 
-    table = Table(title=f"{report['dataset']['name']} ({report['dataset']['split']}), all queries")
-    table.add_column("stage")
+    scores = Table(title=f"{report['dataset']['name']} ({report['dataset']['split']}), all queries")
+    scores.add_column("stage")
     for m in METRICS:
-        table.add_column(m, justify="right")
-    table.add_column("pairs/s", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p95 ms", justify="right")
-    timing = {r["name"]: r["timing"] for r in report["rerankers"]}
+        scores.add_column(m, justify="right")
     for name, by_lang in report["metrics"].items():
-        t = timing.get(name)
+        scores.add_row(name, *(f"{by_lang['all'][m]:.4f}" for m in METRICS))
 
-        def fmt(v: float | None) -> str:
-            return "" if v is None else f"{v:.1f}"
+    def fmt(v: float | None) -> str:
+        return "–" if v is None else f"{v:.1f}"
 
-        speed = (
-            [fmt(t["pairs_per_second"]), fmt(t["latency_ms"]["p50"]), fmt(t["latency_ms"]["p95"])]
-            if t
-            else ["", "", ""]
+    speed = Table(title="speed (one scoring call per query)")
+    for col in ("reranker", "pairs/s", "p50 ms/query", "p95 ms/query"):
+        speed.add_column(col, justify="left" if col == "reranker" else "right")
+    for r in report["rerankers"]:
+        t = r["timing"]
+        speed.add_row(
+            r["name"], fmt(t["pairs_per_second"]), fmt(t["latency_ms"]["p50"]), fmt(t["latency_ms"]["p95"])
         )
-        table.add_row(name, *(f"{by_lang['all'][m]:.4f}" for m in METRICS), *speed)
-    return table
+    return [scores, speed]
 
 
 def eval_command(
@@ -208,6 +216,13 @@ def eval_command(
     remote_model: Annotated[
         str | None,
         typer.Option("--remote-model", help="Model name to send to --url (providers that need one)."),
+    ] = None,
+    remote_template: Annotated[
+        str | None,
+        typer.Option(
+            "--remote-template",
+            help="Qwen3 template applied by the client for --url: auto (per provider), qwen3 or none.",
+        ),
     ] = None,
     instruction: Annotated[
         list[str] | None,
@@ -266,6 +281,8 @@ def eval_command(
             )
         if first_stage is not None and candidates is not None:
             raise EvalError("pass either --candidates RUN or --first-stage bm25, not both")
+        if remote_template not in (None, "auto", "qwen3", "none"):
+            raise EvalError(f"--remote-template {remote_template}: expected auto, qwen3 or none")
         if not model and not url:
             raise EvalError(
                 "no reranker given: pass --model (a hub id or local model directory) and/or --url (a rerank API)"
@@ -288,6 +305,7 @@ def eval_command(
             provider or [],
             api_key=api_key,
             remote_model=remote_model,
+            remote_template=remote_template,
             device=device,
             dtype=dtype,
             max_length=max_length,
@@ -321,7 +339,9 @@ def eval_command(
         )
         raise fail(f"{e}{where}", 1) from None
     if not quiet:
-        Console().print(_summary_table(report))
+        console = Console()
+        for table in _summary_tables(report):
+            console.print(table)
     typer.echo(
         f"report: {output / 'report.md'}  ({output / 'report.json'}, {output / 'chart.png'}, {output / 'runs'})"
     )

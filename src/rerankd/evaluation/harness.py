@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rerankd.errors import RerankdError
 from rerankd.evaluation import metrics
 from rerankd.evaluation.cache import ScoreCache, text_hash
 from rerankd.evaluation.dataset import BeirDataset
-from rerankd.evaluation.errors import EvalError
+from rerankd.evaluation.errors import EvalError, RerankerFailed
 from rerankd.evaluation.runs import Ranking, sort_ranking
 from rerankd.types import Reranker
 
@@ -43,6 +44,7 @@ class Timing:
     timed_pairs: int = 0
     timed_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    warmed: bool = False
 
     def summary(self) -> dict[str, Any]:
         import numpy as np
@@ -123,9 +125,15 @@ def rerank_query(
     missing = [i for i, s in enumerate(found) if s is None]
     timing.pairs_cached += len(found) - len(missing)
     if missing:
-        start = time.perf_counter()
-        new = spec.reranker.score(query, [texts[i] for i in missing], instruction=instruction)
-        seconds = time.perf_counter() - start
+        try:
+            if not timing.warmed:  # one untimed call first: lazy setup (a provider's detection, kernels)
+                spec.reranker.score(query, [texts[missing[0]]], instruction=instruction)
+                timing.warmed = True
+            start = time.perf_counter()
+            new = spec.reranker.score(query, [texts[i] for i in missing], instruction=instruction)
+            seconds = time.perf_counter() - start
+        except RerankdError as e:
+            raise RerankerFailed(f"{spec.name}: {e}") from e
         if len(new) != len(missing):
             raise EvalError(f"{spec.name}: returned {len(new)} scores for {len(missing)} documents")
         cache.store(spec.model_key, instruction, query, [hashes[i] for i in missing], new, seconds)
