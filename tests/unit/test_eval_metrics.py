@@ -228,3 +228,22 @@ def test_mteb_adapter_predict_pairs_and_batches() -> None:
     out2 = model.predict(queries, docs, task_metadata=None, hf_split="test", hf_subset="default")
     assert out2.tolist() == pytest.approx([0.1, 0.5, 0.9])
     assert model.predict([]).shape == (0,)
+
+
+def test_candidates_from_a_run_file(tmp_path: Path) -> None:
+    from rerankd.evaluation.harness import first_stage_candidates
+
+    ds = load_beir("sample")
+    qids = ds.eval_query_ids(max_queries=1)
+    bm25, info = first_stage_candidates(ds, qids, top_k=20)
+    assert info["name"] == "bm25" and info["top_k"] == 20
+    run = write_trec_run(tmp_path / "dense.trec", bm25, "dense")
+    from_file, info = first_stage_candidates(ds, qids, top_k=5, candidates_file=str(run))
+    assert info["name"] == "dense" and info["method"] == "run"
+    assert from_file == {q: docs[:5] for q, docs in bm25.items()}
+    run.write_text(run.read_text() + f"{qids[0]} Q0 not-a-doc 99 0.0 dense\n")
+    with pytest.raises(EvalError, match=r"not in corpus\.jsonl"):
+        first_stage_candidates(ds, qids, top_k=5, candidates_file=str(run))
+    run.write_text("other Q0 en-d001 1 1.0 x\n")
+    with pytest.raises(EvalError, match="no query of the qrels split"):
+        first_stage_candidates(ds, qids, top_k=5, candidates_file=str(run))
