@@ -91,10 +91,13 @@ class FaultServer:
         self._routes: dict[tuple[str, str], list[Action]] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     def on(self, method: str, path: str, *actions: Action) -> FaultServer:
         """Script a route: the actions in order, the last repeating."""
@@ -147,6 +150,16 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.client_address[1],
             )
             action = server._next(rec)
+            with server._lock:
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                self._act(action)
+            finally:
+                with server._lock:
+                    server.in_flight -= 1
+
+        def _act(self, action: Reply | Drop) -> None:
             if isinstance(action, Drop):
                 self.close_connection = True
                 with contextlib.suppress(OSError):

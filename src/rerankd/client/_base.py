@@ -106,7 +106,9 @@ class BaseClient:
     @property
     def templating(self) -> bool:
         """Whether this client applies the Qwen3-Reranker template itself (known once detected)."""
-        return wants_template(self.provider, self.template, self.model or self.model_name or None)
+        detected = self._detection.model if self._detection else None
+        # From the configuration or detection only: never flips with the name an answer carries.
+        return wants_template(self.provider, self.template, self.model or detected)
 
     @property
     def fanout(self) -> int:

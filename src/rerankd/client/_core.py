@@ -398,8 +398,9 @@ def build_rerank_request(
         query = qwen3_query(query, instruction)
         docs = [d if is_templated(d) else qwen3_document(d) for d in docs]
     n = len(docs)
-    expected = n if top_n is None else min(top_n, n)
-    keep = None if top_n is None else expected
+    keep = None if top_n is None else min(top_n, n)
+    # TEI has no top_n: it answers every document and the client cuts after the merge.
+    expected = n if keep is None or provider == "tei" else keep
     body: dict[str, Any]
     if provider == "tei":
         body = {"query": query, "texts": docs, "raw_scores": False, "return_text": False}
@@ -441,8 +442,8 @@ def _tokens(payload: Mapping[str, Any]) -> int:
 
 def parse_rerank_answer(payload: Any, request: Request) -> Chunk:
     """Read any dialect's answer (a `results` or `data` list, or TEI's bare array) strictly: every
-    result needs an in-range, unique index and a finite score, and there must be as many results as
-    asked for. An answer without results is an error, never an empty ranking."""
+    result needs an in-range, unique index and a finite score, and there must be at least as many
+    results as asked for (more are cut after the merge). An answer without results is an error, never an empty ranking."""
     items: Any
     if isinstance(payload, list):
         items, model, tokens = payload, None, 0
@@ -477,7 +478,7 @@ def parse_rerank_answer(payload: Any, request: Request) -> Chunk:
             raise InvalidResponseError(f"result {k} (document {index}) has no finite score: {item}")
         seen.add(index)
         pairs.append((index, score))
-    if len(pairs) != request.expected:
+    if len(pairs) < request.expected:
         raise InvalidResponseError(
             f"the answer has {len(pairs)} results for {request.n_docs} documents; expected {request.expected}"
         )
