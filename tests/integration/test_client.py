@@ -523,3 +523,13 @@ async def test_async_one_chunk_failing_fails_the_call(faults: FaultServer, fake:
     async with async_client(faults.url, fake, max_docs_per_request=2) as client:
         with pytest.raises(BadRequestError, match="bad doc"):
             await client.rerank(QUERY, DOCS)
+
+
+def test_health_of_other_servers(faults: FaultServer, fake: FakeTime) -> None:
+    faults.on("GET", "/health", Reply(200, raw=b"OK"))
+    with sync_client(faults.url, fake) as client:
+        assert client.health() == {"status": "ok"}
+    faults.on("GET", "/health", error(503, "loading", {"Retry-After": "1"}))
+    with sync_client(faults.url, fake, max_retries=1) as client, pytest.raises(ServerError, match="loading"):
+        client.health()
+    assert fake.slept == [1.0] and len(faults.hits()) == 3

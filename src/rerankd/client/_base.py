@@ -89,6 +89,7 @@ class BaseClient:
             None if provider == "auto" else Detection(provider, None, "chosen by the caller")
         )
         self._last_model: str | None = None
+        self._warned_instruction = False
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -154,7 +155,13 @@ class BaseClient:
     ) -> list[Request]:
         provider = self.provider
         template = self.templating
-        if instruction is not None and not template and provider not in ("rerankd", "siliconflow"):
+        if (
+            instruction is not None
+            and not template
+            and provider not in ("rerankd", "siliconflow")
+            and not self._warned_instruction
+        ):
+            self._warned_instruction = True
             log.warning(
                 "provider %r takes no instruction and the client applies no template here: the instruction "
                 "is not sent (pass template='qwen3' if the model is a Qwen3-Reranker)",
@@ -175,6 +182,14 @@ class BaseClient:
             )
             for start, end in slices
         ]
+
+    @staticmethod
+    def _health(payload: Any) -> dict[str, Any]:
+        if payload is None:
+            return {"status": "ok"}
+        if not isinstance(payload, dict):
+            raise InvalidResponseError(f"GET /health answered {str(payload)[:200]}")
+        return payload
 
     def _parse(self, request: Request, payload: Any) -> Chunk:
         chunk = parse_rerank_answer(payload, request)
