@@ -1,0 +1,130 @@
+"""The two Ray Serve deployments behind `rerankd serve --ray`. This module imports Ray at the top: import
+it only when serving on Ray (`rerankd.scaleout.serve` does so lazily).
+
+- `Model`: each replica owns one `RerankEngine` (a loaded model plus its dynamic batcher) and answers
+  with the scores and its own replica id.
+- `Ingress`: the single-process FastAPI app from `rerankd.server.app`, unchanged (routes, validation,
+  auth, limits, metrics), over a `RemoteEngine` that calls `Model` through a deployment handle. It adds
+  one metric, `rerankd_replica_requests_total{replica=...}`, to the app's registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ray import serve
+
+from rerankd.engine.engine import EngineConfig, RerankEngine, Scored
+from rerankd.models.base import ModelInfo
+from rerankd.reranker import Reranker
+from rerankd.server.settings import ServerSettings
+
+log = logging.getLogger("rerankd.scaleout")
+
+
+class ModelServer:
+    """One model replica: load, start the batcher, warm up; then score."""
+
+    async def __init__(self, settings: ServerSettings) -> None:  # type: ignore[misc]  # Serve awaits it
+        s = settings
+        reranker = await asyncio.to_thread(
+            Reranker.from_pretrained,
+            s.model,
+            device=s.device,
+            dtype=s.dtype,
+            max_length=s.max_length,
+            instruction=s.instruction,
+            max_batch_tokens=s.max_batch_tokens,
+        )
+        config = EngineConfig(
+            max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size, max_queue=s.max_queue
+        )
+        self.engine = RerankEngine(reranker, config)
+        await self.engine.start()
+        await asyncio.to_thread(self.engine.warm_up)
+        self.replica_id = serve.get_replica_context().replica_id.unique_id
+        log.info("model replica %s ready: %s", self.replica_id, s.model)
+
+    async def describe(self) -> tuple[tuple[ModelInfo, str | None], str]:
+        return (self.engine.info, self.engine.instruction), self.replica_id
+
+    async def rerank_scores(self, query: str, documents: list[str], **options: Any) -> tuple[Scored, str]:
+        return await self.engine.rerank_scores(query, documents, **options), self.replica_id
+
+    async def score_pairs(self, pairs: Sequence[tuple[str, str]], **options: Any) -> tuple[Scored, str]:
+        return await self.engine.score_pairs(pairs, **options), self.replica_id
+
+    async def depth(self) -> int:
+        return self.engine.depth
+
+    async def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            await engine.stop()
+
+
+class _OneRequestIdHeader:
+    """Serve's proxy passes the request id in (the gate reuses it) and adds x-request-id to every
+    answer itself: drop the app's copy so the answer carries the header once."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_once(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_once)
+
+
+class IngressServer:
+    """The HTTP front: the single-process app over a RemoteEngine. Also answers `drain` and `idle`
+    (handle calls from the driver on SIGTERM)."""
+
+    def __init__(self, settings: ServerSettings, model: Any) -> None:
+        self.settings = settings
+        self.model = model
+        self.state: Any = None
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from prometheus_client import Counter
+
+        from rerankd.scaleout.remote import RemoteEngine
+        from rerankd.server.app import create_app
+
+        engine = RemoteEngine(self.model, retry_after=self.settings.retry_after)
+        app = create_app(self.settings, engine=engine)
+        self.state = app.state.rerankd
+        answered = Counter(
+            "rerankd_replica_requests",
+            "Engine calls answered, by model replica",
+            ["replica"],
+            registry=self.state.metrics.registry,
+        )
+        engine.on_answer = lambda replica: answered.labels(replica).inc()
+        app.add_middleware(_OneRequestIdHeader)
+        return app
+
+    async def drain(self) -> int:
+        """Refuse new requests (503 with Retry-After, /ready 503); returns the requests in flight."""
+        if self.state is not None and self.state.phase != "failed":
+            self.state.phase = "draining"
+        return int(self.state.in_flight) if self.state is not None else 0
+
+    async def idle(self) -> bool:
+        return self.state is None or bool(self.state.idle)
+
+
+Model = serve.deployment(name="Model")(ModelServer)
+Ingress = serve.deployment(name="Ingress")(serve.ingress()(IngressServer))
