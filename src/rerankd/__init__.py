@@ -17,13 +17,27 @@ from rerankd.types import Document, RankedDocument, RerankResult, Usage
 
 __version__ = "0.1.0"
 
-__all__ = [
+_LAZY = {"RerankClient": "rerankd.client", "AsyncRerankClient": "rerankd.client", "RateLimit": "rerankd.client"}
+
+
+def __getattr__(name: str) -> object:
+    # The client loads on first use, so `import rerankd` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rerankd' has no attribute {name!r}")
+
+__all__ = [  # noqa: RUF022
+    "AsyncRerankClient",
     "DEFAULT_INSTRUCTION",
     "Document",
     "InvalidRequest",
     "ModelLoadError",
     "Overloaded",
     "RankedDocument",
+    "RateLimit",
+    "RerankClient",
     "RerankResult",
     "RerankdError",
     "Reranker",
