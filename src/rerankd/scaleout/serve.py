@@ -245,7 +245,6 @@ def serve_on_ray(
         return 2
 
     signals = _Signals()
-    signals.install()
     own_cluster = ray_address is None and not os.environ.get("RAY_ADDRESS")
     try:
         ray.init(
@@ -260,6 +259,7 @@ def serve_on_ray(
         print(f"error: could not deploy on Ray: {type(e).__name__}: {e}", file=sys.stderr)
         _shutdown(own_cluster)
         return 1
+    signals.install()  # after ray.init, which installs handlers of its own
     shape = f"autoscaling {bounds[0]}-{bounds[1]}" if bounds else f"{scale.replicas} replica(s)"
     log.info(
         "serving %s on http://%s:%d with Ray Serve (%s, %g CPU / %g GPU each)",
