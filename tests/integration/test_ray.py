@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -196,12 +197,14 @@ def test_killed_replica_is_replaced_and_no_request_is_lost(ray_server: RunningSe
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         now = model_replica_actors()
-        model = serve.status().applications["rerankd"].deployments["Model"]
-        if len(now) == 2 and victim not in now and model.replica_states.get("RUNNING") == 2:
+        states: dict[Any, int] = dict(
+            serve.status().applications["rerankd"].deployments["Model"].replica_states
+        )
+        if len(now) == 2 and victim not in now and states.get("RUNNING") == 2:
             break
         time.sleep(1)
     assert len(now) == 2 and victim not in now, f"not replaced: {now}"
-    assert model.replica_states.get("RUNNING") == 2, model.replica_states
+    assert states.get("RUNNING") == 2, states
     assert victim.rsplit("#", 1)[1] in replica_counts(ray_server)  # it was serving when killed
     # The replacement serves too: concurrent load reaches both live replicas.
     for _ in range(5):
