@@ -70,8 +70,10 @@ def ui_deps() -> None:
             missing(f"{module} is not installed: pip install -e '.[{extra}]'")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str, ui_deps: None) -> Iterator[Any]:
+    """Module-scoped on purpose: Playwright's sync API keeps an event loop running in this thread while
+    it is open, which async tests (pytest-asyncio) in later modules could not share."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

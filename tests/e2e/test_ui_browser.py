@@ -257,6 +257,25 @@ def test_standalone_ui_asks_for_the_key(stack: Stack, page: Any, output_dir: Pat
 
 
 @needs_client
+def test_client_backend_uses_the_command_line_key(stack: Stack) -> None:
+    """What `rerankd ui --url U --api-key K` does for every visitor: the page's key field is hidden."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rerankd.ui.core import ClientBackend
+
+    backend = ClientBackend(stack.server.url, api_key=KEY)
+    assert not backend.needs_key
+    call = backend.rerank(QUERY, DOCUMENTS, instruction=DEFAULT_INSTRUCTION, top_n=None, api_key=None)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread: use another one
+        ranking = pool.submit(asyncio.run, call).result(timeout=60)
+    expected = api_ranking(stack.server, QUERY, DOCUMENTS)
+    assert [i for i, _ in ranking.results] == [r["index"] for r in expected]
+    assert "tiny-qwen3-reranker" in ranking.model
+    assert backend.fetch_model() == ranking.model
+
+
+@needs_client
 def test_standalone_ui_server_gone(stack: Stack, page: Any) -> None:
     """Last on purpose: stops the shared server, then the open page must say so (and not spin)."""
     open_ui(page, f"{stack.ui.url}/")

@@ -354,15 +354,21 @@ class ClientBackend:
         return f"model <code>{html.escape(self.model)}</code> · {where}" if self.model else where
 
     def _client(self, api_key: str | None) -> Any:
-        from rerankd.client import RerankClient
+        """A client that retries once (a restart, a 503 while loading) and gives up within `timeout`."""
+        import rerankd.client as client_module
 
-        wanted: dict[str, Any] = {"timeout": self.timeout, "max_retries": 0}
+        wanted: dict[str, Any] = {"timeout": self.timeout}
+        policy = getattr(client_module, "RetryPolicy", None)
+        if policy is not None:
+            wanted["retry"] = policy(max_retries=1, max_delay=2.0, max_retry_after=5.0, deadline=self.timeout)
+        else:
+            wanted["max_retries"] = 1
         try:
-            accepted = inspect.signature(RerankClient).parameters
+            accepted = inspect.signature(client_module.RerankClient).parameters
             kwargs = {k: v for k, v in wanted.items() if k in accepted}
         except (TypeError, ValueError):
             kwargs = {}
-        return RerankClient(self.url, api_key=api_key, **kwargs)
+        return client_module.RerankClient(self.url, api_key=api_key, **kwargs)
 
     def _rerank_sync(
         self, query: str, documents: list[str], instruction: str | None, top_n: int | None, key: str | None
