@@ -120,6 +120,13 @@ def read_table(page: Any, n_rows: int) -> list[list[str]]:
     return cells
 
 
+def expect_chart(page: Any, n_bars: int) -> None:
+    """The bar chart drew one bar per ranked document (Vega renders it after the table)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#rr-chart svg.marks .mark-rect path")).to_have_count(n_bars)
+
+
 def api_ranking(server: RunningServer, query: str, documents: list[str]) -> list[dict[str, Any]]:
     r = httpx.post(
         f"{server.url}/v1/rerank",
@@ -147,12 +154,12 @@ def test_rank_in_browser_matches_the_api(stack: Stack, page: Any, output_dir: Pa
     fill_form(page, QUERY, DOCUMENTS, key=KEY)
     status = rank_and_expect(page, "Ranked")
     table = read_table(page, len(DOCUMENTS))
+    expect_chart(page, len(DOCUMENTS))
     page.screenshot(path=str(output_dir / "ui-desktop.png"), full_page=True)
 
     assert_same_ranking(table, api_ranking(stack.server, QUERY, DOCUMENTS), DOCUMENTS)
     assert " ms" in status and "model" in status
     assert "tiny-qwen3-reranker" in page.locator("#rr-header").inner_text()
-    assert page.locator("#rr-chart").is_visible()
 
 
 def test_phone_viewport(stack: Stack, browser: Any, output_dir: Path) -> None:
@@ -181,6 +188,7 @@ def test_phone_viewport(stack: Stack, browser: Any, output_dir: Path) -> None:
         results.scroll_into_view_if_needed()
         rbox = results.bounding_box()
         assert rbox is not None and rbox["x"] >= 0 and rbox["x"] + rbox["width"] <= 390, rbox
+        expect_chart(page, 3)
         page_width = page.evaluate("document.documentElement.scrollWidth")
         assert page_width <= 390, f"the page scrolls sideways on a phone ({page_width}px wide)"
         page.screenshot(path=str(output_dir / "ui-phone.png"), full_page=True)
@@ -200,6 +208,7 @@ def test_errors_show_on_the_page(stack: Stack, page: Any, output_dir: Path) -> N
     rank_and_expect(page, "401")
     assert page.locator("#rr-status .rr-error").is_visible()
     assert page.locator(ROWS).count() == 0, "no stale ranking next to an error"
+    assert not page.locator("#rr-chart").is_visible()
     page.screenshot(path=str(output_dir / "ui-error.png"), full_page=True)
     # the page is still usable after the errors
     page.locator("#rr-api-key input").fill(KEY)
@@ -253,6 +262,7 @@ def test_standalone_ui_asks_for_the_key(stack: Stack, page: Any, output_dir: Pat
     table = read_table(page, len(DOCUMENTS))
     assert_same_ranking(table, api_ranking(stack.server, QUERY, DOCUMENTS), DOCUMENTS)
     assert "tiny-qwen3-reranker" in page.locator("#rr-header").inner_text()
+    expect_chart(page, len(DOCUMENTS))
     page.screenshot(path=str(output_dir / "ui-standalone.png"), full_page=True)
 
 

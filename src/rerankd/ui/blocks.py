@@ -26,8 +26,8 @@ MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"
 CSS = """
 .gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
 #rr-header h1 { margin: 0 0 2px 0; font-size: 1.6rem; }
-#rr-header p { margin: 0; color: var(--body-text-color-subdued); }
-.rr-status { padding: 10px 14px; border-radius: 8px; font-size: 0.95rem; line-height: 1.4; }
+#rr-header p { margin: 0; color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
+.rr-status { overflow-wrap: anywhere; padding: 10px 14px; border-radius: 8px; font-size: 0.95rem; line-height: 1.4; }
 .rr-ok { background: var(--color-accent-soft); border: 1px solid var(--border-color-accent-subdued); }
 .rr-info { background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); }
 .rr-error { background: #fef2f2; color: #991b1b; border: 1px solid #fca5a5; font-weight: 500; }
@@ -165,8 +165,7 @@ def build_blocks(backend: Backend) -> gr.Blocks:
         async def rank(q: str, docs: str, instr: str, n: Any, key: str) -> tuple[Any, Any, str, str]:
             try:
                 shown = await run_ranking(backend, q, docs, instr, n, key)
-            except UIError as e:
-                gr.Warning(e.message)
+            except UIError as e:  # shown in the status line, next to the button (no toast over it)
                 return "", _no_chart(), error_html(e.message), _header(backend)
             except Exception as e:  # a bug or the unexpected: say so on the page, never spin forever
                 log.exception("the UI's ranking failed")
