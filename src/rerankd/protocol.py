@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_VERSION = "2"
 
@@ -36,6 +36,16 @@ def document_text(doc: str | dict[str, Any], rank_fields: list[str] | None = Non
     if not fields:
         raise ValueError('a document object needs a "text" field (or pass rank_fields)')
     return "\n".join(fields)
+
+
+def _positive_or_null(v: int | None, info: Any) -> int | None:
+    if v is not None and v < 1:
+        raise ValueError(f"{info.field_name} must be a positive integer or null, got {v}")
+    return v
+
+
+def _model_maximum(v: Any) -> Any:
+    return None if v == -1 else v  # vLLM: -1 means "the model's maximum", which truncation does anyway
 
 
 class RerankRequest(_Lenient):
@@ -67,7 +77,9 @@ class RerankRequest(_Lenient):
     raw_scores: bool | None = Field(
         default=None, description="TEI: return log-odds instead of probabilities."
     )
-    use_activation: bool | None = Field(default=None, description="vLLM: false returns log-odds.")
+    use_activation: bool | None = Field(
+        default=None, validation_alias=AliasChoices("use_activation", "activation"), description="vLLM: false returns log-odds."
+    )
     truncate: bool | None = Field(
         default=None, description="TEI: false rejects inputs that would be truncated."
     )
@@ -75,12 +87,15 @@ class RerankRequest(_Lenient):
         default=None, description="vLLM: truncate each document to n tokens."
     )
 
-    @field_validator("top_n", "max_chunks_per_doc", "max_tokens_per_doc", "truncate_prompt_tokens")
+    @field_validator("top_n", mode="before")
     @classmethod
-    def _positive(cls, v: int | None, info: Any) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError(f"{info.field_name} must be a positive integer or null, got {v}")
-        return v
+    def _top_n(cls, v: Any) -> Any:
+        return None if v == 0 and not isinstance(v, bool) else v  # vLLM sends 0 for "all"
+
+    _truncate = field_validator("truncate_prompt_tokens", mode="before")(_model_maximum)
+    _positive = field_validator("top_n", "max_chunks_per_doc", "max_tokens_per_doc", "truncate_prompt_tokens")(
+        _positive_or_null
+    )
 
     @field_validator("overlap_tokens")
     @classmethod
@@ -173,9 +188,12 @@ class ScoreRequest(_Lenient):
     queries: str | list[str] | None = None
     documents: str | list[str] | None = None
     instruction: str | None = None
-    use_activation: bool | None = None
+    use_activation: bool | None = Field(default=None, validation_alias=AliasChoices("use_activation", "activation"))
     raw_scores: bool | None = None
     truncate_prompt_tokens: int | None = None
+
+    _truncate = field_validator("truncate_prompt_tokens", mode="before")(_model_maximum)
+    _positive = field_validator("truncate_prompt_tokens")(_positive_or_null)
 
     @model_validator(mode="after")
     def _pairs(self) -> ScoreRequest:

@@ -67,6 +67,8 @@ class Reranker:
     ) -> list[EncodedPair]:
         if not isinstance(query, str):
             raise InvalidRequest(f"query must be a string, got {type(query).__name__}")
+        if isinstance(documents, str | Document):
+            raise InvalidRequest("documents must be a list of strings or Documents, not a single one")
         instr = instruction if instruction is not None else self.instruction
         return [self.scorer.encode(query, as_document(d).text, instruction=instr) for d in documents]
 

@@ -16,7 +16,7 @@ class Document:
 
     text: str
     id: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 DocumentLike = str | Document

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from rerankd.errors import Overloaded
+from rerankd.errors import InvalidRequest, Overloaded, Unavailable
 from rerankd.models.base import EncodedPair, plan_batches
 
 log = logging.getLogger("rerankd.batcher")
@@ -83,8 +83,13 @@ class DynamicBatcher:
         """Log-odds for `pairs`, in order, once every batch holding one of them has run."""
         if not pairs:
             return []
-        if self._task is None or self._wake is None:
-            raise RuntimeError("the batcher is not started")
+        if self._task is None or self._wake is None or self._task.done():
+            raise Unavailable("the scoring worker is not running; retry shortly")
+        if len(pairs) > self.max_queue:
+            raise InvalidRequest(
+                f"this request needs {len(pairs)} model inputs, more than the server's whole queue "
+                f"(--max-queue {self.max_queue}); send fewer documents or chunks per request"
+            )
         if self.depth + len(pairs) > self.max_queue:
             raise Overloaded(
                 f"the server's queue is full ({self.depth} pairs waiting, limit {self.max_queue}); retry shortly",
@@ -115,6 +120,9 @@ class DynamicBatcher:
                         if batch:
                             await self._run_batch(loop, batch)
                         self._in_round -= len(batch_ix)
+                except Exception as e:  # never let one bad round stop the worker: fail its waiters
+                    log.exception("a round of %d pairs failed", len(round_items))
+                    _fail([i for i in round_items if not i.future.done()], e)
                 finally:
                     self._in_round = 0
 
@@ -122,15 +130,21 @@ class DynamicBatcher:
         pairs = [i.pair for i in batch]
         try:
             logits = await loop.run_in_executor(self._executor, self._forward, pairs)
+            if len(logits) != len(batch):
+                raise RuntimeError(f"the model returned {len(logits)} scores for {len(batch)} pairs")
+            self.batches_run += 1
+            if self._observe is not None:
+                self._observe(len(pairs), max(len(p) for p in pairs) * len(pairs))
         except Exception as e:  # a model failure fails this batch's requests, not the server
             log.exception("batch of %d pairs failed", len(batch))
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(e)
+            _fail(batch, e)
             return
-        self.batches_run += 1
-        if self._observe is not None:
-            self._observe(len(pairs), max(len(p) for p in pairs) * len(pairs))
         for item, value in zip(batch, logits, strict=True):
             if not item.future.done():
                 item.future.set_result(value)
+
+
+def _fail(items: list[_Item], error: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)

@@ -16,6 +16,7 @@ from rerankd.ranking import max_pool
 from rerankd.reranker import Reranker
 
 DEFAULT_OVERLAP_TOKENS = 32
+MIN_DOCUMENT_ROOM = 8  # tokens a document must at least get for its score to mean anything
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,21 @@ class RerankEngine:
     def _tokenizer(self) -> object:
         return getattr(self.reranker.scorer, "tokenizer", None)
 
+    def _room(self, query: str, instruction: str | None) -> int:
+        """Tokens left for a document once the template, instruction and query are in.
+
+        The scorer truncates the body's tail, so a query that fills the model's length would silently
+        cut every document away and score them all alike: refuse it instead.
+        """
+        overhead = len(self.reranker.encode(query, [""], instruction=instruction)[0])
+        room = self.info.max_length - overhead
+        if self.info.family == "yes_no" and room < MIN_DOCUMENT_ROOM:
+            raise InvalidRequest(
+                f"the query and instruction take {overhead} of the model's {self.info.max_length} tokens, "
+                "leaving no room for the documents; shorten the query"
+            )
+        return room
+
     def _prepare(
         self,
         query: str,
@@ -129,20 +145,12 @@ class RerankEngine:
     ) -> tuple[list[EncodedPair], list[int]]:
         """Encode pairs (blocking: run in a thread). Returns the pairs and, per pair, its document."""
         tokenizer = self._tokenizer()
+        room = self._room(query, instruction)
         texts = list(documents)
-        if max_tokens_per_doc is not None and tokenizer is not None:
-            texts = [truncate_text(tokenizer, t, max_tokens_per_doc) for t in texts]
         owners = list(range(len(texts)))
         if max_chunks_per_doc is not None and max_chunks_per_doc > 1 and tokenizer is not None:
-            # A chunk is as long as the room the template and query leave (or max_tokens_per_doc).
-            overhead = len(self.reranker.encode(query, [""], instruction=instruction)[0])
-            room = self.info.max_length - overhead
-            if room < 8:
-                raise InvalidRequest(
-                    f"the query takes {overhead} of the model's {self.info.max_length} tokens, leaving no "
-                    "room for documents; shorten the query"
-                )
-            size = min(room, max_tokens_per_doc or room)
+            # Chunks as long as the room the template and query leave, or max_tokens_per_doc if shorter.
+            size = max(1, min(room, max_tokens_per_doc or room))
             overlap = DEFAULT_OVERLAP_TOKENS if overlap_tokens is None else overlap_tokens
             chunked: list[str] = []
             owners = []
@@ -151,6 +159,8 @@ class RerankEngine:
                 chunked += parts
                 owners += [i] * len(parts)
             texts = chunked
+        elif max_tokens_per_doc is not None and tokenizer is not None:
+            texts = [truncate_text(tokenizer, t, max_tokens_per_doc) for t in texts]
         return self.reranker.encode(query, texts, instruction=instruction), owners
 
     async def rerank_scores(
@@ -179,11 +189,7 @@ class RerankEngine:
         logits = await self.batcher.submit(encoded)
         if len(encoded) != len(documents):
             logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
-        return Scored(
-            scores=logits if raw else [sigmoid(x) for x in logits],
-            prompt_tokens=sum(len(e) for e in encoded),
-            truncated=sum(e.truncated for e in encoded),
-        )
+        return _scored(encoded, logits, raw)
 
     async def score_pairs(
         self,
@@ -198,6 +204,8 @@ class RerankEngine:
         def prepare() -> list[EncodedPair]:
             tokenizer = self._tokenizer()
             out: list[EncodedPair] = []
+            for q in {q for q, _ in pairs}:
+                self._room(q, instruction)
             for q, d in pairs:
                 if max_tokens_per_doc is not None and tokenizer is not None:
                     d = truncate_text(tokenizer, d, max_tokens_per_doc)
@@ -205,9 +213,12 @@ class RerankEngine:
             return out
 
         encoded = await asyncio.to_thread(prepare)
-        logits = await self.batcher.submit(encoded)
-        return Scored(
-            scores=logits if raw else [sigmoid(x) for x in logits],
-            prompt_tokens=sum(len(e) for e in encoded),
-            truncated=sum(e.truncated for e in encoded),
-        )
+        return _scored(encoded, await self.batcher.submit(encoded), raw)
+
+
+def _scored(encoded: Sequence[EncodedPair], logits: list[float], raw: bool) -> Scored:
+    return Scored(
+        scores=logits if raw else [sigmoid(x) for x in logits],
+        prompt_tokens=sum(len(e) for e in encoded),
+        truncated=sum(e.truncated for e in encoded),
+    )

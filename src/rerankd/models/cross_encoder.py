@@ -3,6 +3,7 @@ text pair, truncated to the model's maximum; log-odds from the classification he
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,17 +26,21 @@ class CrossEncoderScorer:
         self.info = info
         self.num_labels = num_labels
         self.pad_id = int(tokenizer.pad_token_id or 0)
+        self._lock = threading.Lock()
 
     def encode(self, query: str, document: str, *, instruction: str | None = None) -> EncodedPair:
         # Cross-encoders take no instruction; it is accepted so callers need not know the family.
         # Batch form on purpose: a single call treats an empty document as "no second text" and drops
         # its separator, unlike the batched calls that cross-encoder libraries make.
-        enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
-        ids = list(enc["input_ids"][0])
-        # Only a pair that fills max_length can have been cut; tokenize again only then.
-        truncated = len(ids) >= self.info.max_length and len(
-            self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
-        ) > len(ids)
+        # A fast tokenizer keeps its truncation setting as state, and each call below changes it:
+        # concurrent encodes (the server tokenizes in threads) must not interleave.
+        with self._lock:
+            enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
+            ids = list(enc["input_ids"][0])
+            # Only a pair that fills max_length can have been cut; tokenize again only then.
+            truncated = len(ids) >= self.info.max_length and len(
+                self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
+            ) > len(ids)
         return EncodedPair(
             input_ids=ids,
             token_type_ids=list(enc["token_type_ids"][0]) if "token_type_ids" in enc else None,

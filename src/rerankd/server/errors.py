@@ -28,13 +28,16 @@ _TYPES = {
 }
 
 
+def error_body(status: int, message: str, code: str | int | None = None) -> ErrorResponse:
+    return ErrorResponse.make(
+        message, _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"), code
+    )
+
+
 def error_response(
     status: int, message: str, code: str | int | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = ErrorResponse.make(
-        message, _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"), code
-    )
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message, code).model_dump(), status_code=status, headers=headers)
 
 
 def describe_validation(errors: Any) -> str:
@@ -56,7 +59,7 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, Overloaded | Unavailable):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if exc.status_code >= 500:
+        if exc.status_code == 500:
             log.error("%s: %s", exc.code, exc.message)
         return error_response(exc.status_code, exc.message, exc.code, headers)
 

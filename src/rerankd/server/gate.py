@@ -11,30 +11,30 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from rerankd.protocol import ErrorResponse
+from rerankd.server.errors import error_body
 from rerankd.server.state import ServerState
 
 access = logging.getLogger("rerankd.access")
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 JSON_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/score", "/v1/score"})
-_TYPES = {401: "authentication_error", 413: "invalid_request_error", 503: "service_unavailable"}
 
 Scope = dict[str, Any]
 
 
-def key_matches(provided: str, keys: Iterable[str]) -> bool:
+def key_matches(provided: str | bytes, keys: Iterable[str]) -> bool:
     """Constant-time over every key: no early exit that would tell which key came close."""
+    raw = provided.encode() if isinstance(provided, str) else provided
     ok = False
     for key in keys:
-        ok |= hmac.compare_digest(provided.encode(), key.encode())
+        ok |= hmac.compare_digest(raw, key.encode())
     return ok
 
 
-def bearer(headers: dict[bytes, bytes]) -> str | None:
-    value = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+def bearer(headers: dict[bytes, bytes]) -> bytes | None:
+    """The token of `Authorization: Bearer <token>`, as the raw bytes sent (keys may be non-ASCII)."""
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    if scheme.lower() == b"bearer" and token.strip():
         return token.strip()
     return None
 
@@ -70,10 +70,10 @@ class Gate:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        async def refuse(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-            body = ErrorResponse.make(
-                message, _TYPES.get(status, "invalid_request_error"), status
-            ).model_dump_json()
+        async def refuse(
+            status: int, message: str, code: str, extra: list[tuple[bytes, bytes]] | None = None
+        ) -> None:
+            body = error_body(status, message, code).model_dump_json()
             await send_wrapped(
                 {
                     "type": "http.response.start",
@@ -91,17 +91,19 @@ class Gate:
                 await refuse(
                     503,
                     "the server is shutting down; retry on another replica",
+                    "unavailable",
                     [(b"retry-after", retry.encode())],
                 )
             elif (
                 s.api_keys
                 and path not in OPEN_PATHS
                 and route != "/ui"  # a browser sends no bearer header: the UI asks for the key itself
-                and not key_matches(bearer(headers) or "", s.api_keys)
+                and not key_matches(bearer(headers) or b"", s.api_keys)
             ):
                 await refuse(
                     401,
                     "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    "unauthorized",
                     [(b"www-authenticate", b"Bearer")],
                 )
             elif scope["method"] in ("POST", "PUT", "PATCH") and route in JSON_ROUTES:
@@ -111,7 +113,9 @@ class Gate:
                 body = await self._read_body(receive, headers)
                 if body is None:
                     await refuse(
-                        413, f"the request body is larger than the server's limit of {s.max_body_bytes} bytes"
+                        413,
+                        f"the request body is larger than the server's limit of {s.max_body_bytes} bytes",
+                        "payload_too_large",
                     )
                 else:
                     await self.app(scope, _replay(body, receive), send_wrapped)

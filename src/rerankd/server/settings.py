@@ -11,7 +11,7 @@ class ServerSettings:
     model: str
     host: str = "127.0.0.1"
     port: int = 8000
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed or logged
     served_model_name: str | None = None
     instruction: str | None = None
     device: str = "auto"

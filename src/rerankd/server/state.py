@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from rerankd.engine.engine import Engine, EngineConfig, RerankEngine
 from rerankd.errors import Unavailable
@@ -16,7 +18,47 @@ from rerankd.server.settings import ServerSettings
 
 log = logging.getLogger("rerankd.server")
 
+T = TypeVar("T")
 Phase = Literal["loading", "ready", "draining", "failed"]
+
+
+def reranker_from_settings(s: ServerSettings) -> Reranker:
+    return Reranker.from_pretrained(
+        s.model,
+        device=s.device,
+        dtype=s.dtype,
+        max_length=s.max_length,
+        instruction=s.instruction,
+        max_batch_tokens=s.max_batch_tokens,
+    )
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in a daemon thread: unlike asyncio.to_thread, a SIGTERM during a long model download
+    does not have to wait for it to finish before the process can exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as e:
+            outcome: tuple[T | None, BaseException | None] = (None, e)
+        else:
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name="rerankd-load", daemon=True).start()
+    return await future
 
 
 @dataclass
@@ -30,7 +72,8 @@ class ServerState:
     on_fatal: Callable[[str], None] | None = None
 
     def require_engine(self) -> Engine:
-        if self.phase == "ready" and self.engine is not None:
+        # Draining still serves: a request the gate let in before the signal must finish.
+        if self.phase in ("ready", "draining") and self.engine is not None:
             return self.engine
         if self.phase == "failed":
             raise Unavailable(f"the model failed to load: {self.load_error}", retry_after=60)
@@ -50,25 +93,20 @@ class ServerState:
         """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
         `engine` replaces all of it with a ready-made engine (for example one backed by remote replicas)."""
         s = self.settings
+        started: Engine | None = None
         try:
             if engine is None and reranker is None:
-                reranker = await asyncio.to_thread(
-                    Reranker.from_pretrained,
-                    s.model,
-                    device=s.device,
-                    dtype=s.dtype,
-                    max_length=s.max_length,
-                    instruction=s.instruction,
-                    max_batch_tokens=s.max_batch_tokens,
-                )
+                reranker = await in_daemon_thread(reranker_from_settings, s)
             if engine is None:
                 assert reranker is not None
                 engine = RerankEngine(reranker, self.engine_config(), observe=self.metrics.observe_batch)
+            started = engine
             await engine.start()
-            running = engine
-            self.metrics.track_queue(lambda: running.depth)
+            self.metrics.track_queue(lambda: started.depth)
             await asyncio.to_thread(engine.warm_up)
         except Exception as e:
+            if started is not None:
+                await started.stop()
             self.phase, self.load_error = "failed", str(e)
             log.error("could not start: %s", e)
             if self.on_fatal is not None:

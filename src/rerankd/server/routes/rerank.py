@@ -81,7 +81,8 @@ async def rerank(req: RerankRequest, state: ServerState, rid: str) -> RerankResp
         if not req.wants_documents:
             return None
         item = items[i]
-        return ResultDocument(**({"text": texts[i]} if isinstance(item, str) else {**item, "text": texts[i]}))
+        # Cohere returns a document object as it was sent: the caller's own keys win.
+        return ResultDocument(**({"text": item} if isinstance(item, str) else {"text": texts[i], **item}))
 
     return RerankResponse(
         id=rid,
@@ -104,25 +105,24 @@ def _respond(result: RerankResponse | list[TEIRank]) -> Any:
 _DOC = "Rank documents by relevance to the query. Superset of Cohere v1/v2, Jina, SiliconFlow and vLLM; a body with `texts` is TEI's."
 
 
-@router.post(
-    "/v1/rerank", summary="Rerank (Cohere v1, Jina, SiliconFlow, vLLM)", description=_DOC, response_model=None
-)
-async def rerank_v1(request: Request, body: RerankRequest, state: ServerState = Depends(server_state)) -> Any:
-    return _respond(await rerank(body, state, request_id(request)))
-
-
-@router.post("/v2/rerank", summary="Rerank (Cohere v2)", description=_DOC, response_model=None)
-async def rerank_v2(request: Request, body: RerankRequest, state: ServerState = Depends(server_state)) -> Any:
-    return _respond(await rerank(body, state, request_id(request)))
-
-
-@router.post(
-    "/rerank",
-    summary="Rerank (vLLM, Jina; TEI when the body has `texts`)",
-    description=_DOC,
-    response_model=None,
-)
-async def rerank_plain(
+async def rerank_route(
     request: Request, body: RerankRequest, state: ServerState = Depends(server_state)
 ) -> Any:
     return _respond(await rerank(body, state, request_id(request)))
+
+
+# One handler, three paths: the dialects differ in their bodies, not in what they ask for.
+for _path, _summary, _op in [
+    ("/v1/rerank", "Rerank (Cohere v1, Jina, SiliconFlow, vLLM)", "rerank_v1_v1_rerank_post"),
+    ("/v2/rerank", "Rerank (Cohere v2)", "rerank_v2_v2_rerank_post"),
+    ("/rerank", "Rerank (vLLM, Jina; TEI when the body has `texts`)", "rerank_plain_rerank_post"),
+]:
+    router.add_api_route(
+        _path,
+        rerank_route,
+        methods=["POST"],
+        summary=_summary,
+        description=_DOC,
+        response_model=None,
+        operation_id=_op,
+    )

@@ -31,15 +31,18 @@ async def score(req: ScoreRequest, state: ServerState, rid: str) -> ScoreRespons
     )
 
 
-@router.post("/score", summary="Score pairs (vLLM)", response_model=ScoreResponse)
-async def score_plain(
+async def score_route(
     request: Request, body: ScoreRequest, state: ServerState = Depends(server_state)
 ) -> ScoreResponse:
     return await score(body, state, request_id(request))
 
 
-@router.post("/v1/score", summary="Score pairs (vLLM)", response_model=ScoreResponse)
-async def score_v1(
-    request: Request, body: ScoreRequest, state: ServerState = Depends(server_state)
-) -> ScoreResponse:
-    return await score(body, state, request_id(request))
+for _path, _op in [("/score", "score_plain_score_post"), ("/v1/score", "score_v1_v1_score_post")]:
+    router.add_api_route(
+        _path,
+        score_route,
+        methods=["POST"],
+        summary="Score pairs (vLLM)",
+        response_model=ScoreResponse,
+        operation_id=_op,
+    )
