@@ -193,7 +193,7 @@ def make_workloads(tokenizer: Any, quick: bool) -> dict[str, list[dict[str, Any]
     rng = random.Random(4)
     a_docs = 8 if quick else 32
     b_queries, b_docs = (2, 8) if quick else (8, 16)
-    c_requests = 12 if quick else 40
+    c_requests = 8 if quick else 16
     out: dict[str, list[dict[str, Any]]] = {}
     out["A"] = [{"query": _query(rng), "documents": [_text(rng, tokenizer, 290) for _ in range(a_docs)]}]
     out["B"] = [
@@ -533,7 +533,47 @@ def bench(
     fpt = flops_per_token(model_dir)
     weights_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     data = make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), quick)
-    tmp = Path(tempfile.mkdtemp(prefix="rerankd-bench-"))
+    with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
+        rows = _run_all(
+            Path(tmp_dir),
+            model_dir,
+            data,
+            wl,
+            vs,
+            peaks,
+            fpt,
+            weights_bytes,
+            max_batch_tokens,
+            server_dtype,
+            clients,
+        )
+    info["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    typer.echo("")
+    typer.echo(markdown_table(rows))
+    typer.echo(
+        f"\nweights: {weights_bytes / 2**30:.2f} GiB; {fpt / 1e9:.2f} GFLOP/token; load {info['load_before']:.2f} -> {info['load_after']:.2f}"
+    )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": info, "peaks": peaks, "flops_per_token": fpt, "weights_bytes": weights_bytes}
+        payload["argv"] = sys.argv[1:]
+        payload["rows"] = rows
+        output.write_text(json.dumps(payload, indent=1))
+
+
+def _run_all(
+    tmp: Path,
+    model_dir: Path,
+    data: dict[str, list[dict[str, Any]]],
+    wl: list[str],
+    vs: list[str],
+    peaks: dict[str, float],
+    fpt: float,
+    weights_bytes: int,
+    max_batch_tokens: int,
+    server_dtype: str,
+    clients: int,
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in [w for w in wl if w != "C"]:
         req_file = tmp / f"{name}.json"
@@ -601,18 +641,7 @@ def bench(
             }
             rows.append(row)
             _print_row(row, rows)
-    info["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    typer.echo("")
-    typer.echo(markdown_table(rows))
-    typer.echo(
-        f"\nweights: {weights_bytes / 2**30:.2f} GiB; {fpt / 1e9:.2f} GFLOP/token; load {info['load_before']:.2f} -> {info['load_after']:.2f}"
-    )
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"machine": info, "peaks": peaks, "flops_per_token": fpt, "weights_bytes": weights_bytes}
-        payload["argv"] = sys.argv[1:]
-        payload["rows"] = rows
-        output.write_text(json.dumps(payload, indent=1))
+    return rows
 
 
 def _print_row(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # A group's prefix pass costs a little beyond its tokens (one more row, one more mask); below this many
 # saved tokens sharing is not worth it.
 GROUP_OVERHEAD_TOKENS = 4
+# A batch's fixed cost in tokens (smaller matrix multiplies run further from peak, per-call overhead):
+# the planner takes a few padded tokens over one more batch.
+BATCH_OVERHEAD_TOKENS = 64
+PLAN_EXACT_LIMIT = 512
 
 
 def single_token_id(tokenizer: Any, token: str) -> int | None:
@@ -198,38 +202,58 @@ class YesNoScorer:
     def plan(
         self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
     ) -> list[list[int]]:
-        """Batches for `score_encoded`: pairs sorted by the length they cost once their shared prefix is
-        paid (so little padding), packed under a token budget that counts each suffix row padded to
-        the batch's longest, plus the prefixes."""
+        """Batches for `score_encoded`, fewest tokens computed under the budget.
+
+        Pairs are sorted by the length left once their group's shared prefix is paid; the sorted run is
+        then cut into batches by dynamic programming over the cost of each batch: its rows padded to
+        its longest suffix, plus the prefix of every group it holds (a prefix runs once per batch),
+        plus a fixed cost per batch. A batch's cost must fit `max_batch_tokens`, which bounds memory.
+        """
         from rerankd.models.base import plan_batches
 
         if not self.share_prefix or len(encoded) < 2:
             return plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
         groups = prefix_groups([e.input_ids for e in encoded])
+        group_of = [0] * len(encoded)
         shared = [0] * len(encoded)
-        for g, members in groups:
+        for gi, (g, members) in enumerate(groups):
             for i in members:
-                shared[i] = g
+                group_of[i], shared[i] = gi, g
         order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i]) - shared[i]))
+        n = len(order)
+        if n > PLAN_EXACT_LIMIT:  # quadratic below; past this, chunks of the sorted run
+            out: list[list[int]] = []
+            for c in range(0, n, PLAN_EXACT_LIMIT):
+                chunk = order[c : c + PLAN_EXACT_LIMIT]
+                sub = self.plan([encoded[i] for i in chunk], max_batch_tokens, max_batch_size)
+                out += [[chunk[k] for k in b] for b in sub]
+            return out
+        suffix = [len(encoded[i]) - shared[i] for i in order]
+        inf = float("inf")
+        best = [0.0] + [inf] * n
+        cut = [0] * (n + 1)
+        for i in range(n):  # a batch order[i:j]; order[i] has its longest suffix
+            if best[i] == inf:
+                continue
+            seen: set[int] = set()
+            prefixes = 0
+            for j in range(i + 1, min(n, i + max_batch_size) + 1):
+                gi = group_of[order[j - 1]]
+                if gi not in seen:
+                    seen.add(gi)
+                    prefixes += groups[gi][0]
+                tokens = suffix[i] * (j - i) + prefixes
+                if tokens > max_batch_tokens and j - i > 1:
+                    break
+                cost = best[i] + tokens + BATCH_OVERHEAD_TOKENS
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
         batches: list[list[int]] = []
-        current: list[int] = []
-        width = prefixes = 0
-        for i in order:
-            suffix = len(encoded[i]) - shared[i]
-            # current[0] has the longest suffix; a new group's prefix is counted once per batch.
-            extra = shared[i] if not any(shared[j] == shared[i] for j in current[-8:]) else 0
-            if current and (
-                max(width, suffix) * (len(current) + 1) + prefixes + extra > max_batch_tokens
-                or len(current) >= max_batch_size
-            ):
-                batches.append(current)
-                current, width, prefixes = [], 0, 0
-                extra = shared[i]
-            current.append(i)
-            width, prefixes = max(width, suffix), prefixes + extra
-        if current:
-            batches.append(current)
-        return batches
+        j = n
+        while j > 0:
+            batches.append(order[cut[j] : j])
+            j = cut[j]
+        return batches[::-1]
 
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B, Q, K] booleans → the 4-D mask the attention implementation takes."""
