@@ -17,7 +17,11 @@ from rerankd.types import Document, RankedDocument, RerankResult, Usage
 
 __version__ = "0.1.0"
 
-_LAZY = {"RerankClient": "rerankd.client", "AsyncRerankClient": "rerankd.client", "RateLimit": "rerankd.client"}
+_LAZY = {
+    "RerankClient": "rerankd.client",
+    "AsyncRerankClient": "rerankd.client",
+    "RateLimit": "rerankd.client",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -27,6 +31,7 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rerankd' has no attribute {name!r}")
+
 
 __all__ = [  # noqa: RUF022
     "AsyncRerankClient",

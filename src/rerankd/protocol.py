@@ -78,7 +78,9 @@ class RerankRequest(_Lenient):
         default=None, description="TEI: return log-odds instead of probabilities."
     )
     use_activation: bool | None = Field(
-        default=None, validation_alias=AliasChoices("use_activation", "activation"), description="vLLM: false returns log-odds."
+        default=None,
+        validation_alias=AliasChoices("use_activation", "activation"),
+        description="vLLM: false returns log-odds.",
     )
     truncate: bool | None = Field(
         default=None, description="TEI: false rejects inputs that would be truncated."
@@ -93,9 +95,9 @@ class RerankRequest(_Lenient):
         return None if v == 0 and not isinstance(v, bool) else v  # vLLM sends 0 for "all"
 
     _truncate = field_validator("truncate_prompt_tokens", mode="before")(_model_maximum)
-    _positive = field_validator("top_n", "max_chunks_per_doc", "max_tokens_per_doc", "truncate_prompt_tokens")(
-        _positive_or_null
-    )
+    _positive = field_validator(
+        "top_n", "max_chunks_per_doc", "max_tokens_per_doc", "truncate_prompt_tokens"
+    )(_positive_or_null)
 
     @field_validator("overlap_tokens")
     @classmethod
@@ -188,7 +190,9 @@ class ScoreRequest(_Lenient):
     queries: str | list[str] | None = None
     documents: str | list[str] | None = None
     instruction: str | None = None
-    use_activation: bool | None = Field(default=None, validation_alias=AliasChoices("use_activation", "activation"))
+    use_activation: bool | None = Field(
+        default=None, validation_alias=AliasChoices("use_activation", "activation")
+    )
     raw_scores: bool | None = None
     truncate_prompt_tokens: int | None = None
 

@@ -317,7 +317,9 @@ async def test_queue_full_is_429_with_retry_after(qwen3_reranker: Reranker) -> N
 
 async def test_vllm_top_n_zero_means_all(qwen3_reranker: Reranker) -> None:
     async with served(qwen3_reranker) as c:
-        r = await c.post("/rerank", json={"query": "q", "documents": DOCS, "top_n": 0, "truncate_prompt_tokens": -1})
+        r = await c.post(
+            "/rerank", json={"query": "q", "documents": DOCS, "top_n": 0, "truncate_prompt_tokens": -1}
+        )
     assert r.status_code == 200 and len(r.json()["results"]) == len(DOCS)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from rerankd.engine.batcher import DynamicBatcher
-from rerankd.errors import InvalidRequest, Overloaded
+from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair
 
 
@@ -114,8 +114,6 @@ async def test_limits() -> None:
     try:
         with pytest.raises(InvalidRequest, match="--max-queue 3"):
             await b.submit(pairs(1, 1, 1, 1))
-        b._pending.extend([])  # noqa: SLF001 - nothing queued: depth is 0
-        assert b.depth == 0
-        assert issubclass(Overloaded, Exception)
+        assert b.depth == 0  # the refused request left nothing behind
     finally:
         await b.stop()
