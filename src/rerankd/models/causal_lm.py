@@ -34,6 +34,9 @@ GROUP_OVERHEAD_TOKENS = 4
 # the planner takes a few padded tokens over one more batch.
 BATCH_OVERHEAD_TOKENS = 64
 PLAN_EXACT_LIMIT = 512
+# On CPU, one forward pass of ~4k tokens already runs the matrix multiplies near peak; more only adds
+# activation memory (about 60 KiB per token in fp32 for Qwen3-0.6B).
+CPU_FORWARD_TOKENS = 4096
 
 
 def single_token_id(tokenizer: Any, token: str) -> int | None:
@@ -166,6 +169,8 @@ class YesNoScorer:
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
         )
         self.share_prefix = share_prefix and self._supports_prefix_reuse()
+        # Tokens per forward pass on CPU, whatever batch the caller hands over (None: no cap).
+        self.max_forward_tokens: int | None = CPU_FORWARD_TOKENS if self._head.device.type == "cpu" else None
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
@@ -284,6 +289,18 @@ class YesNoScorer:
     def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
         if not batch:
             return []
+        cap = self.max_forward_tokens
+        if cap is not None and len(batch) > 1 and sum(len(e) for e in batch) > cap:
+            # Bigger batches than this only cost memory on CPU (the matrix multiplies are already
+            # near peak), so a large batch from any caller runs as planned sub-batches.
+            out = [0.0] * len(batch)
+            for sub in self.plan(batch, cap, len(batch)):
+                for i, value in zip(sub, self._forward_batch([batch[i] for i in sub]), strict=True):
+                    out[i] = value
+            return out
+        return self._forward_batch(batch)
+
+    def _forward_batch(self, batch: Sequence[EncodedPair]) -> list[float]:
         groups = prefix_groups([e.input_ids for e in batch]) if self.share_prefix and len(batch) > 1 else []
         shared = [g for g in groups if g[0] > 0]
         hidden = self._forward_shared(batch, shared) if shared else self._forward_plain(batch)
