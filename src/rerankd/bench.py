@@ -512,6 +512,13 @@ def bench(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the results as JSON here.")
     ] = None,
+    reference_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse the reference rows of an earlier --output JSON (same workloads, seeded) instead of "
+            "running the reference again."
+        ),
+    ] = None,
 ) -> None:
     """Benchmark rerankd against the official algorithm (fp32, full logits, batch 8) on this machine."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -533,8 +540,19 @@ def bench(
     fpt = flops_per_token(model_dir)
     weights_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     data = make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), quick)
+    reused: list[dict[str, Any]] = []
+    if reference_from is not None and "reference" not in vs:
+        earlier = json.loads(reference_from.read_text())
+        if bool(earlier.get("quick")) != quick:
+            raise typer.BadParameter("--reference-from: that run used another --quick setting")
+        reused = [
+            r | {"variant": "reference", "reused": True}
+            for r in earlier["rows"]
+            if r["variant"] == "reference"
+        ]
     with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
         rows = _run_all(
+            reused,
             Path(tmp_dir),
             model_dir,
             data,
@@ -557,11 +575,13 @@ def bench(
         output.parent.mkdir(parents=True, exist_ok=True)
         payload = {"machine": info, "peaks": peaks, "flops_per_token": fpt, "weights_bytes": weights_bytes}
         payload["argv"] = sys.argv[1:]
+        payload["quick"] = quick
         payload["rows"] = rows
         output.write_text(json.dumps(payload, indent=1))
 
 
 def _run_all(
+    reused: list[dict[str, Any]],
     tmp: Path,
     model_dir: Path,
     data: dict[str, list[dict[str, Any]]],
@@ -579,10 +599,16 @@ def _run_all(
         req_file = tmp / f"{name}.json"
         req_file.write_text(json.dumps(data[name]))
         ref_scores: list[list[float]] | None = None
+        for old in reused:
+            if old["workload"] == name:
+                rows.append(old)
+                ref_scores = old["scores"]
         for variant in [v for v in VARIANTS if v in vs]:
             res, rss = _spawn(["_worker", variant, str(model_dir), str(req_file), str(max_batch_tokens)])
             if variant == "reference":
                 ref_scores = res["scores"]
+            if ref_scores is not None and len(ref_scores) != len(res["scores"]):
+                raise RuntimeError("the reused reference rows come from other workloads")
             row = {
                 "workload": name,
                 "variant": variant,
@@ -670,7 +696,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             speed = f"{r['pairs_per_s'] / ref['pairs_per_s']:.2f}" if ref else "-"
         diff = f"{r['max_diff']:.1e}" if r["max_diff"] is not None else "-"
         lines.append(
-            f"| {r['workload']} | {r['variant']} | {r['pairs']} | {r['tokens']} | {r['seconds']:.1f} "
+            f"| {r['workload']} | {r['variant']}{' (earlier run)' if r.get('reused') else ''} | {r['pairs']} | {r['tokens']} | {r['seconds']:.1f} "
             f"| {r['pairs_per_s']:.2f} | {speed} | {r['tokens_per_s']:.0f} | {100 * r['peak_fraction']:.0f}% "
             f"| {r['peak_rss_gib']:.2f} | {r['rss_over_weights']:.2f} | {diff} |"
         )
