@@ -39,7 +39,7 @@ InstrOpt = Annotated[
     str | None, typer.Option("--instruction", "-i", help="Task instruction (yes/no rerankers only).")
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="RERANKD_DEVICE")]
-DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", envvar="RERANKD_DTYPE")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 or int8 (CPU).", envvar="RERANKD_DTYPE")]
 MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Maximum tokens per pair, template included.")]
 
 
