@@ -39,7 +39,28 @@ InstrOpt = Annotated[
     str | None, typer.Option("--instruction", "-i", help="Task instruction (yes/no rerankers only).")
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="RERANKD_DEVICE")]
-DtypeOpt = Annotated[str, typer.Option(help="auto, float32, bfloat16, float16 or int8 (CPU).", envvar="RERANKD_DTYPE")]
+DtypeOpt = Annotated[
+    str, typer.Option(help="auto, float32, bfloat16, float16 or int8 (CPU).", envvar="RERANKD_DTYPE")
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Use this server (rerankd or another rerank provider) instead of a local model; "
+        "--model then names the server's model.",
+        envvar="RERANKD_URL",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", help="API key for --url.", envvar="RERANKD_API_KEY")
+]
+ProviderOpt = Annotated[
+    str,
+    typer.Option(
+        "--provider", help="Wire dialect of --url: auto, rerankd, vllm, siliconflow, cohere, jina or tei."
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per attempt for --url.")]
 MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Maximum tokens per pair, template included.")]
 
 
@@ -117,25 +138,10 @@ def rank(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = 8192,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="Rank on this server (rerankd or another rerank provider) instead of a local model; "
-            "--model then names the server's model.",
-            envvar="RERANKD_URL",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key for --url.", envvar="RERANKD_API_KEY")
-    ] = None,
-    provider: Annotated[
-        str,
-        typer.Option(
-            "--provider", help="Wire dialect of --url: auto, rerankd, vllm, siliconflow, cohere, jina or tei."
-        ),
-    ] = "auto",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per attempt for --url.")] = 60.0,
+    url: UrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    provider: ProviderOpt = "auto",
+    timeout: TimeoutOpt = 60.0,
 ) -> None:
     """Rank documents by relevance to the query: a table, or JSON with --json."""
     try:
@@ -181,25 +187,10 @@ def score(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     max_length: MaxLenOpt = 8192,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="Score on this server (rerankd or another rerank provider) instead of a local model; "
-            "--model then names the server's model.",
-            envvar="RERANKD_URL",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key for --url.", envvar="RERANKD_API_KEY")
-    ] = None,
-    provider: Annotated[
-        str,
-        typer.Option(
-            "--provider", help="Wire dialect of --url: auto, rerankd, vllm, siliconflow, cohere, jina or tei."
-        ),
-    ] = "auto",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per attempt for --url.")] = 60.0,
+    url: UrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    provider: ProviderOpt = "auto",
+    timeout: TimeoutOpt = 60.0,
 ) -> None:
     """Print the relevance scores in input order, as JSON."""
     try:
