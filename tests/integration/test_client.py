@@ -401,7 +401,7 @@ def test_cohere_jina_tei_and_rerankd_shapes(faults: FaultServer, fake: FakeTime)
     )
     assert (tei.path, tei.body) == (
         "/rerank",
-        {"query": QUERY, "texts": DOCS, "raw_scores": False, "return_text": False},
+        {"query": QUERY, "texts": DOCS, "raw_scores": False, "return_text": False, "truncate": True},
     )
     assert rerankd.body["instruction"] == "I" and rerankd.body["documents"] == DOCS
     for provider, result in results.items():

@@ -280,7 +280,7 @@ def test_request_bodies_per_dialect() -> None:
     )
     assert body("tei") == (
         "/rerank",
-        {"query": "q", "texts": DOCS, "raw_scores": False, "return_text": False},
+        {"query": "q", "texts": DOCS, "raw_scores": False, "return_text": False, "truncate": True},
     )
     path, b = body("siliconflow", template=True, instruction="I")
     assert path == "/v1/rerank" and "instruction" not in b  # it is in the template instead

@@ -403,7 +403,8 @@ def build_rerank_request(
     expected = n if keep is None or provider == "tei" else keep
     body: dict[str, Any]
     if provider == "tei":
-        body = {"query": query, "texts": docs, "raw_scores": False, "return_text": False}
+        # TEI rejects inputs over the model's length unless told to truncate (its default is false).
+        body = {"query": query, "texts": docs, "raw_scores": False, "return_text": False, "truncate": True}
     else:
         body = {"query": query, "documents": docs}
         if model is not None:
