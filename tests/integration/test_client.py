@@ -533,3 +533,21 @@ def test_health_of_other_servers(faults: FaultServer, fake: FakeTime) -> None:
     with sync_client(faults.url, fake, max_retries=1) as client, pytest.raises(ServerError, match="loading"):
         client.health()
     assert fake.slept == [1.0] and len(faults.hits()) == 3
+
+
+def test_a_failed_slice_does_not_wait_for_the_others(faults: FaultServer) -> None:
+    # One slice fails at once (400); the others are told to come back in 2 s (503 + Retry-After).
+    # The call must raise at once, not after the other slices' retries.
+    def script(r: Any) -> Any:
+        if r.body["documents"] == DOCS[:1]:
+            return error(400, "bad slice")
+        return error(503, "busy", {"Retry-After": "2"})
+
+    faults.on("POST", "/v1/rerank", script)
+    start = time.monotonic()
+    with (
+        sync_client(faults.url, max_docs_per_request=1, max_retries=5) as client,
+        pytest.raises(BadRequestError),
+    ):
+        client.rerank(QUERY, DOCS)
+    assert time.monotonic() - start < 1.5

@@ -29,6 +29,10 @@ from rerankd.client.errors import ClientError, InvalidResponseError
 from rerankd.types import DocumentLike, RerankResult
 
 
+class _Aborted(Exception):
+    """A slice stopped because another slice of the same call failed (never reaches the caller)."""
+
+
 class RerankClient(BaseClient):
     """A blocking client for rerankd or any rerank provider; satisfies `rerankd.types.Reranker`.
 
@@ -82,11 +86,14 @@ class RerankClient(BaseClient):
 
     # -- the I/O loop --------------------------------------------------------------------------------
 
-    def _send(self, request: Request) -> Any:
-        """One request with retries: the JSON answer, or the final typed error."""
+    def _send(self, request: Request, abort: threading.Event | None = None) -> Any:
+        """One request with retries: the JSON answer, or the final typed error. A set `abort` (another
+        slice of the same call failed) stops the retries."""
         attempts = Attempts(self.retry, self.timeout, self.clock, self.rand)
         url = self._url(request.path)
         while True:
+            if abort is not None and abort.is_set():
+                raise _Aborted
             try:
                 timeout = attempts.timeout()
                 with self._limiter.slot():
@@ -108,15 +115,18 @@ class RerankClient(BaseClient):
         if len(requests) == 1:
             return [(requests[0], self._parse(requests[0], self._send(requests[0])))]
         pool = ThreadPoolExecutor(max_workers=min(len(requests), self.fanout), thread_name_prefix="rerankd")
+        abort = threading.Event()
         try:
-            futures = [pool.submit(self._send, r) for r in requests]
+            futures = [pool.submit(self._send, r, abort) for r in requests]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for f in done:
                 if f.exception() is not None:
                     raise f.exception()  # type: ignore[misc]
             return [(r, self._parse(r, f.result())) for r, f in zip(requests, futures, strict=True)]
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # On failure, don't wait for the other slices' retries: tell them to stop and return now.
+            abort.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _resolve_provider(self) -> Detection:
         if self._detection is not None:
