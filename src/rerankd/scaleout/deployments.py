@@ -17,10 +17,10 @@ from typing import Any
 
 from ray import serve
 
-from rerankd.engine.engine import EngineConfig, RerankEngine, Scored
+from rerankd.engine.engine import RerankEngine, Scored
 from rerankd.models.base import ModelInfo
-from rerankd.reranker import Reranker
 from rerankd.server.settings import ServerSettings
+from rerankd.server.state import reranker_from_settings
 
 log = logging.getLogger("rerankd.scaleout")
 
@@ -30,19 +30,8 @@ class ModelServer:
 
     async def __init__(self, settings: ServerSettings) -> None:  # type: ignore[misc]  # Serve awaits it
         s = settings
-        reranker = await asyncio.to_thread(
-            Reranker.from_pretrained,
-            s.model,
-            device=s.device,
-            dtype=s.dtype,
-            max_length=s.max_length,
-            instruction=s.instruction,
-            max_batch_tokens=s.max_batch_tokens,
-        )
-        config = EngineConfig(
-            max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size, max_queue=s.max_queue
-        )
-        self.engine = RerankEngine(reranker, config)
+        reranker = await asyncio.to_thread(reranker_from_settings, s)
+        self.engine = RerankEngine(reranker, s.engine_config())
         await self.engine.start()
         await asyncio.to_thread(self.engine.warm_up)
         self.replica_id = serve.get_replica_context().replica_id.unique_id

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rerankd.engine.engine import EngineConfig
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -32,6 +34,13 @@ class ServerSettings:
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_size=self.max_batch_size,
+            max_queue=self.max_queue,
+        )
 
 
 def read_key_file(path: Path) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from rerankd.engine.engine import Engine, EngineConfig, RerankEngine
+from rerankd.engine.engine import Engine, RerankEngine
 from rerankd.errors import Unavailable
 from rerankd.reranker import Reranker
 from rerankd.server.metrics import Metrics
@@ -23,6 +23,7 @@ Phase = Literal["loading", "ready", "draining", "failed"]
 
 
 def reranker_from_settings(s: ServerSettings) -> Reranker:
+    """The model the settings name, loaded (blocking): the one place settings become a Reranker."""
     return Reranker.from_pretrained(
         s.model,
         device=s.device,
@@ -83,12 +84,6 @@ class ServerState:
             )
         raise Unavailable("the model is still loading; retry shortly", self.settings.retry_after)
 
-    def engine_config(self) -> EngineConfig:
-        s = self.settings
-        return EngineConfig(
-            max_batch_tokens=s.max_batch_tokens, max_batch_size=s.max_batch_size, max_queue=s.max_queue
-        )
-
     async def start(self, reranker: Reranker | None = None, engine: Engine | None = None) -> None:
         """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
         `engine` replaces all of it with a ready-made engine (for example one backed by remote replicas)."""
@@ -99,7 +94,7 @@ class ServerState:
                 reranker = await in_daemon_thread(reranker_from_settings, s)
             if engine is None:
                 assert reranker is not None
-                engine = RerankEngine(reranker, self.engine_config(), observe=self.metrics.observe_batch)
+                engine = RerankEngine(reranker, s.engine_config(), observe=self.metrics.observe_batch)
             started = engine
             await engine.start()
             self.metrics.track_queue(lambda: started.depth)
