@@ -75,13 +75,16 @@ def rerankd_server(
             proc.kill()
 
 
-def wait_until_ready(server: RunningServer, timeout: float = 120) -> None:
+def wait_until_ready(
+    server: RunningServer, timeout: float = 120, path: str = "/ready", name: str = "rerankd serve"
+) -> None:
+    """Poll `path` until it answers 200; fail with the process's log if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"rerankd serve exited with {server.process.returncode}:\n{server.log()}")
+            raise RuntimeError(f"{name} exited with {server.process.returncode}:\n{server.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}{path}", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise TimeoutError(f"rerankd serve not ready after {timeout}s:\n{server.log()}")
+    raise TimeoutError(f"{name} not ready after {timeout}s:\n{server.log()}")

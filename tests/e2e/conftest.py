@@ -12,16 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.servers import RunningServer, free_port, wait_until_ready
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -84,14 +81,7 @@ def browser(chromium: str, ui_deps: None) -> Iterator[Any]:
             b.close()
 
 
-@dataclass
-class UIProcess:
-    url: str
-    process: subprocess.Popen[str]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+UIProcess = RunningServer  # a `rerankd ui` process has the same shape as a server's
 
 
 @contextlib.contextmanager
@@ -117,12 +107,4 @@ def standalone_ui(server_url: str, *args: str, log_dir: Path) -> Iterator[UIProc
 
 
 def wait_until_up(ui: UIProcess, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ui.process.poll() is not None:
-            raise RuntimeError(f"rerankd ui exited with {ui.process.returncode}:\n{ui.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{ui.url}/", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"rerankd ui not up after {timeout}s:\n{ui.log()}")
+    wait_until_ready(ui, timeout, path="/", name="rerankd ui")
