@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rerankd.config import BatchConfig, ModelConfig, load_scorer
 from rerankd.errors import InvalidRequest
 from rerankd.ranking import rank, validate_top_n
 from rerankd.types import Document, DocumentLike, RerankResult, Usage, as_document
 
 if TYPE_CHECKING:
     from rerankd.models.base import EncodedPair, Family, ModelInfo, Scorer
-
-DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
 class Reranker:
@@ -23,40 +22,41 @@ class Reranker:
         scorer: Scorer,
         *,
         instruction: str | None = None,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        max_batch_size: int = 64,
+        batch: BatchConfig | None = None,
     ) -> None:
         self.scorer = scorer
         self.instruction = instruction
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
+        self.batch = batch or BatchConfig()
 
     @classmethod
     def from_pretrained(
         cls,
         model: str,
         *,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_length: int = 8192,
+        device: str = ModelConfig.device,
+        dtype: str = ModelConfig.dtype,
+        max_length: int = ModelConfig.max_length,
         instruction: str | None = None,
         family: Family | None = None,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int = BatchConfig.max_batch_tokens,
         trust_remote_code: bool = False,
     ) -> Reranker:
         """`model`: a hub id (downloaded on first use; HF_HUB_OFFLINE and HF_ENDPOINT respected) or a
         local directory. `family` overrides the detection from the config ("yes_no" or "cross_encoder")."""
-        from rerankd.models.loading import load_scorer
-
-        scorer = load_scorer(
-            model,
+        config = ModelConfig(
+            model=model,
             device=device,
             dtype=dtype,
             max_length=max_length,
+            instruction=instruction,
             family=family,
             trust_remote_code=trust_remote_code,
         )
-        return cls(scorer, instruction=instruction, max_batch_tokens=max_batch_tokens)
+        return cls.from_config(config, BatchConfig(max_batch_tokens=max_batch_tokens))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, batch: BatchConfig | None = None) -> Reranker:
+        return cls(load_scorer(config), instruction=config.instruction, batch=batch)
 
     @property
     def info(self) -> ModelInfo:
@@ -77,7 +77,7 @@ class Reranker:
         from rerankd.models.base import score_encoded
 
         return score_encoded(
-            self.scorer, encoded, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size
+            self.scorer, encoded, max_batch_tokens=self.batch.max_batch_tokens, max_batch_size=self.batch.max_batch_size
         )
 
     def score(

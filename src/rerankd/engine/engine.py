@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from rerankd.config import BatchConfig
 from rerankd.engine.batcher import BatchObserver, DynamicBatcher
 from rerankd.engine.documents import chunk_text, truncate_text
 from rerankd.errors import InvalidRequest
@@ -19,11 +20,7 @@ DEFAULT_OVERLAP_TOKENS = 32
 MIN_DOCUMENT_ROOM = 8  # tokens a document must at least get for its score to mean anything
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    max_batch_tokens: int = 8192
-    max_batch_size: int = 64
-    max_queue: int = 4096  # pairs waiting or being scored, across requests
+EngineConfig = BatchConfig  # the old name, kept for callers
 
 
 @dataclass(frozen=True)

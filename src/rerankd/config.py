@@ -1,0 +1,74 @@
+"""One config: what model to load and how to batch it. Every default is stated here, once; the library,
+the CLI, the server, eval, batch, Ray and bench all build these two objects and call the loaders below.
+
+This module imports nothing heavy: the loaders import `rerankd.models` (torch) only when called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from rerankd.models.base import Scorer
+    from rerankd.reranker import Reranker
+
+Family = Literal["yes_no", "cross_encoder"]
+
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+DEFAULT_MAX_LENGTH = 8192
+DEFAULT_MAX_BATCH_TOKENS = 8192
+DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MAX_QUEUE = 4096  # pairs waiting or being scored, across requests
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", "int8")
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model, where, and in what precision. `family` overrides the detection from the config."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    max_length: int = DEFAULT_MAX_LENGTH
+    instruction: str | None = None
+    family: Family | None = None
+    trust_remote_code: bool = False
+    served_name: str | None = None  # the name clients see; the model id or path when None
+
+    @property
+    def name(self) -> str:
+        return self.served_name or self.model
+
+    def with_(self, **changes: object) -> ModelConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How pairs are grouped into forward passes, and how many may wait."""
+
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_queue: int = DEFAULT_MAX_QUEUE
+
+
+def load_scorer(config: ModelConfig) -> Scorer:
+    """The model loaded (blocking) and wrapped in the scorer for its family."""
+    from rerankd.models.loading import load_scorer as _load
+
+    return _load(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        max_length=config.max_length,
+        family=config.family,
+        trust_remote_code=config.trust_remote_code,
+    )
+
+
+def load_reranker(config: ModelConfig, batch: BatchConfig | None = None) -> Reranker:
+    """The sync library front over a freshly loaded scorer: the one place a config becomes a Reranker."""
+    from rerankd.reranker import Reranker
+
+    return Reranker.from_config(config, batch)
