@@ -26,6 +26,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 serve: install
 	$(VENV)/bin/rerankd serve --model "$(MODEL)" --host $(HOST) --port $(PORT)
