@@ -220,7 +220,7 @@ def make_workloads(tokenizer: Any, quick: bool) -> dict[str, list[dict[str, Any]
 def ensure_model(model_dir: Path) -> Path:
     if (model_dir / "config.json").exists() and any(model_dir.glob("*.safetensors")):
         return model_dir
-    from rerankd.models.synthetic import build_qwen3_reranker, default_tokenizer_dir
+    from rerankd.testing.synthetic import build_qwen3_reranker, default_tokenizer_dir
 
     tok = default_tokenizer_dir()
     if tok is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import RunningServer, free_port, wait_until_ready
+from rerankd.testing.servers import RunningServer, free_port, wait_until_ready
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from rerankd.templates import DEFAULT_INSTRUCTION
+from rerankd.testing.servers import RunningServer, rerankd_server, wait_until_ready
 from tests.e2e.conftest import UIProcess, standalone_ui, wait_until_up
-from tests.servers import RunningServer, rerankd_server, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 

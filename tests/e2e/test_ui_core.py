@@ -13,6 +13,7 @@ import pytest
 
 from rerankd.errors import Unavailable
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.servers import free_port
 from rerankd.ui.core import (
     EXAMPLES,
     ClientBackend,
@@ -25,7 +26,6 @@ from rerankd.ui.core import (
     split_documents,
     table_html,
 )
-from tests.servers import free_port
 
 
 def test_importing_the_ui_and_the_cli_stays_light() -> None:

@@ -159,7 +159,7 @@ def test_a_400_is_a_bad_request_and_not_retried(server: Any, fake: FakeTime) -> 
 def test_auth_errors_are_typed(qwen3_dir: Path, tmp_path: Path) -> None:
     """The gate checks keys before the model is needed, so this only waits for the process to listen
     (the client itself retries the refused connections meanwhile)."""
-    from tests.servers import rerankd_server
+    from rerankd.testing.servers import rerankd_server
 
     patient = RetryPolicy(max_retries=200, initial_delay=0.05, max_delay=0.1, deadline=60)
     with rerankd_server(qwen3_dir, "--api-key", "k", "--no-ui", log_dir=tmp_path, wait_ready=False) as srv:

@@ -13,7 +13,7 @@ import torch
 from rerankd import Reranker
 from rerankd.models.base import EncodedPair, score_encoded, sigmoid
 from rerankd.models.causal_lm import YesNoScorer, prefix_groups
-from tests.integration.reference import ReferenceQwen3Reranker
+from rerankd.testing.reference import ReferenceQwen3Reranker
 
 TOL = 1e-5
 # Drift of probabilities against fp32 on the tiny random model (its logits spread widely, which

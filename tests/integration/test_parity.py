@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rerankd import Document, Reranker
-from tests.integration.reference import PREFIX, SUFFIX, ReferenceQwen3Reranker
+from rerankd.testing.reference import PREFIX, SUFFIX, ReferenceQwen3Reranker
 
 TOL = 1e-5
 
@@ -140,7 +140,7 @@ def test_documents_as_objects(qwen3_reranker: Reranker) -> None:
 def test_cross_encoder_parity(tmp_path: Path, num_labels: int) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rerankd.models.synthetic import build_cross_encoder
+    from rerankd.testing.synthetic import build_cross_encoder
 
     model_dir = build_cross_encoder(tmp_path / "ce", num_labels=num_labels)
     query = "what is the capital of france"
@@ -178,7 +178,7 @@ def test_top_n_clamped(qwen3_reranker: Reranker) -> None:
 
 def test_parity_with_fallback_tokenizer(tmp_path: Path) -> None:
     # The path machines without ../shared take: a tokenizer trained at test time.
-    from rerankd.models.synthetic import build_qwen3_reranker
+    from rerankd.testing.synthetic import build_qwen3_reranker
 
     model_dir = build_qwen3_reranker(tmp_path / "fallback", tokenizer_dir=None)
     docs = ["Beijing is the capital of China", "gravity force", "北京 首都", "🙂🚀", ""]

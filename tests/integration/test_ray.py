@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from rerankd import Reranker
+from rerankd.testing.servers import RunningServer, free_port, wait_until_ready
 from tests.integration.test_batch import check_output, make_records, write_jsonl
-from tests.servers import RunningServer, free_port, wait_until_ready
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'rerankd[ray]'")

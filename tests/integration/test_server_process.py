@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from rerankd import Reranker
-from tests.servers import RunningServer, rerankd_server
+from rerankd.testing.servers import RunningServer, rerankd_server
 
 QUERY = "What is the capital of China?"
 DOCS = [

@@ -145,7 +145,7 @@ def test_score_cache_persists_and_counts(tmp_path: Path) -> None:
 
 
 def test_sample_dataset_is_what_the_generator_writes(tmp_path: Path) -> None:
-    from rerankd.evaluation.sample_data import write
+    from tools.make_sample_dataset import write
 
     fresh = write(tmp_path / "sample")
     for rel in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):

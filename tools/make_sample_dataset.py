@@ -7,8 +7,9 @@ collection exists to exercise the harness, with enough lexical overlap between d
 name in every one of its documents, "river" in every river document, Latin-script names shared across
 languages) that BM25 gets a useful but imperfect score.
 
-Regenerate the files under `sample/` with `python -m rerankd.evaluation.sample_data` (deterministic:
-the same code always writes the same bytes).
+Regenerate the files under `src/rerankd/evaluation/sample/` with `python tools/make_sample_dataset.py`
+(deterministic: the same code always writes the same bytes). It lives outside the package: the wheel ships
+the data, not its generator.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "rerankd" / "evaluation" / "sample"
 LANGS = ("en", "zh", "ja", "de", "fr", "es", "pt")
 ASPECTS = ("river", "landmark", "population", "metro")
 

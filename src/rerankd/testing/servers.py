@@ -1,4 +1,5 @@
-"""A real `rerankd serve` process on a free loopback port, for tests that talk HTTP to it."""
+"""A real `rerankd serve` process on a free loopback port, for the tests and the benchmark that talk HTTP
+to it. The server's output goes to a log file, which failures quote; stopping it records its peak RSS."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class RunningServer:
     url: str
     process: subprocess.Popen[str]
     log_path: Path
+    maxrss_kib: int | None = None  # the process's own peak RSS, once `stop` has reaped it
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -34,18 +36,32 @@ class RunningServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                return self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise
+            deadline = time.monotonic() + timeout
+            while self._reap(os.WNOHANG) is None:
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    self._reap(0)
+                    raise subprocess.TimeoutExpired(self.process.args, timeout)
+                time.sleep(0.05)
         return int(self.process.returncode)
+
+    def _reap(self, options: int) -> int | None:
+        """wait4 rather than Popen.wait: it also gives the child's rusage (peak RSS for the benchmark)."""
+        pid, status, usage = os.wait4(self.process.pid, options)
+        if pid == 0:
+            return None
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.maxrss_kib = usage.ru_maxrss
+        return self.process.returncode
 
 
 @contextlib.contextmanager
 def rerankd_server(
-    model_dir: Path, *args: str, log_dir: Path, wait_ready: bool = True
+    model_dir: Path | str,
+    *args: str,
+    log_dir: Path,
+    wait_ready: bool = True,
+    ready_timeout: float = 120,
 ) -> Iterator[RunningServer]:
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
@@ -66,7 +82,7 @@ def rerankd_server(
     server = RunningServer(f"http://127.0.0.1:{port}", proc, log_path)
     try:
         if wait_ready:
-            wait_until_ready(server)
+            wait_until_ready(server, timeout=ready_timeout)
         yield server
     finally:
         with contextlib.suppress(Exception):
