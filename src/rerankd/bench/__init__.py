@@ -1,0 +1,138 @@
+"""`rerankd bench`: rerankd against the official algorithm, side by side, on this machine.
+
+Every (variant, workload) runs in its own subprocess, so peak RSS (the child's ru_maxrss from wait4)
+belongs to that variant alone. Variants: `reference` (the official algorithm, `rerankd.testing.reference`:
+full forward, full-vocabulary logits, left padding, batch size 8, fp32) and rerankd in `float32`,
+`bfloat16` and `int8`. Workloads: A (1 query x 32 documents of ~290 tokens), B (8 queries x 16 documents
+of 50-500 tokens), C (`rerankd serve` under 8 concurrent clients, 4-16 documents per request, against the
+same requests scored offline). The model is a random-weight Qwen3-Reranker-0.6B (full architecture, real
+tokenizer), built once under benchmarks/.models/; speed does not depend on weight values.
+
+Modules: `workloads` (the model and the seeded requests), `machine` (CPU facts, matmul peaks, limits),
+`runner` (variants in child processes, the server under load), `report` (BenchRow, table, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rerankd.bench.report import BenchRow, markdown_table
+from rerankd.bench.runner import VARIANTS, RunPlan, run_all
+from rerankd.bench.workloads import DEFAULT_MODEL_DIR, WORKLOADS, ensure_model, make_workloads
+from rerankd.config import DEFAULT_MAX_BATCH_TOKENS
+
+
+def _csv(value: str, allowed: tuple[str, ...]) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise typer.BadParameter(f"unknown {bad}; choose from {', '.join(allowed)}")
+    return items
+
+
+def _say(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _reused_reference(path: Path | None, variants: list[str], quick: bool) -> list[BenchRow]:
+    """The reference rows of an earlier --output JSON, unless this run measures the reference itself."""
+    if path is None or "reference" in variants:
+        return []
+    earlier = json.loads(path.read_text())
+    if bool(earlier.get("quick")) != quick:
+        raise typer.BadParameter("--reference-from: that run used another --quick setting")
+    return [
+        replace(BenchRow.from_json(r), reused=True) for r in earlier["rows"] if r["variant"] == "reference"
+    ]
+
+
+def bench(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model directory (default: build/reuse a random 0.6B)."),
+    ] = None,
+    workloads: Annotated[str, typer.Option(help="Comma-separated: A, B, C.")] = "A,B,C",
+    variants: Annotated[
+        str, typer.Option(help="Comma-separated: reference, float32, bfloat16, int8.")
+    ] = "reference,float32,bfloat16,int8",
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer documents: a run fits in minutes.")] = False,
+    max_batch_tokens: Annotated[
+        int, typer.Option(help="rerankd's token budget per batch.")
+    ] = DEFAULT_MAX_BATCH_TOKENS,
+    server_dtype: Annotated[
+        str, typer.Option(help="dtype for workload C's server and offline run.")
+    ] = "float32",
+    clients: Annotated[int, typer.Option(help="Concurrent clients in workload C.")] = 8,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the results as JSON here.")
+    ] = None,
+    reference_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse the reference rows of an earlier --output JSON (same workloads, seeded) instead of "
+            "running the reference again."
+        ),
+    ] = None,
+) -> None:
+    """Benchmark rerankd against the official algorithm (fp32, full logits, batch 8) on this machine."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    wl = _csv(workloads, WORKLOADS)
+    vs = _csv(variants, VARIANTS)
+    model_dir = ensure_model(model or DEFAULT_MODEL_DIR, say=_say)
+    from transformers import AutoTokenizer
+
+    from rerankd.bench.machine import Limits, load_average, machine
+    from rerankd.models.loading import cpu_threads
+
+    info = machine()
+    typer.echo(f"machine: {info['cpu']} ({info['cores']} cores; {info['flags']}); load {info['load_before']}")
+    limits = Limits.measure(model_dir, cpu_threads())
+    typer.echo(
+        "matmul peak GFLOP/s: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in limits.peaks.items() if k != "reference")
+    )
+    plan = RunPlan(
+        model_dir=model_dir,
+        requests=make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), quick),
+        workloads=wl,
+        variants=vs,
+        limits=limits,
+        max_batch_tokens=max_batch_tokens,
+        server_dtype=server_dtype,
+        clients=clients,
+        reused=_reused_reference(reference_from, vs, quick),
+    )
+    with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
+        rows = run_all(plan, Path(tmp_dir), _say)
+    info["load_after"] = load_average()
+    typer.echo("")
+    typer.echo(markdown_table(rows))
+    typer.echo(
+        f"\nweights: {limits.weights_bytes / 2**30:.2f} GiB; {limits.flops_per_token / 1e9:.2f} GFLOP/token; "
+        f"load {info['load_before']:.2f} -> {info['load_after']:.2f}"
+    )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "machine": info,
+            "peaks": limits.peaks,
+            "flops_per_token": limits.flops_per_token,
+            "weights_bytes": limits.weights_bytes,
+            "argv": sys.argv[1:],
+            "quick": quick,
+            "rows": [r.to_json() for r in rows],
+        }
+        output.write_text(json.dumps(payload, indent=1))
+
+
+__all__ = ["bench"]

@@ -1,0 +1,257 @@
+"""Running the variants. Each (variant, workload) runs in its own child process (`python -m rerankd.bench
+_worker ...`), so the peak RSS read from wait4 belongs to that variant alone; workload C runs a real
+`rerankd serve` (the same launcher as the tests) under concurrent clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rerankd.bench.machine import Limits
+from rerankd.bench.report import BenchRow, progress_line
+from rerankd.bench.workloads import Request
+
+VARIANTS = ("reference", "float32", "bfloat16", "int8")  # reference: the official algorithm, fp32
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one `rerankd bench` run measures, and against what."""
+
+    model_dir: Path
+    requests: dict[str, list[Request]]
+    workloads: list[str]
+    variants: list[str]
+    limits: Limits
+    max_batch_tokens: int
+    server_dtype: str
+    clients: int
+    reused: list[BenchRow]  # reference rows of an earlier run, in place of running the reference
+
+
+# --- in the child ---------------------------------------------------------------------------------
+
+
+def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: int) -> dict[str, Any]:
+    """Load one variant, warm it up, then score every request in order; times, counts and scores."""
+    import resource
+
+    requests = json.loads(Path(requests_file).read_text())
+    t0 = time.perf_counter()
+    score: Callable[[str, list[str]], list[float]]
+    count: Callable[[str, list[str]], int]
+    if variant == "reference":
+        import torch
+
+        from rerankd.models.loading import cpu_threads
+        from rerankd.testing.reference import ReferenceQwen3Reranker
+
+        torch.set_num_threads(cpu_threads())  # what rerankd's loader does, so both use every core
+        ref = ReferenceQwen3Reranker(model_dir)
+        score, count = ref.score, ref.count_tokens
+    else:
+        from rerankd.config import BatchConfig, ModelConfig, load_reranker
+
+        config = ModelConfig(model=model_dir, device="cpu", dtype=variant)
+        rr = load_reranker(config, BatchConfig(max_batch_tokens=max_batch_tokens))
+        score = lambda q, docs: rr.score(q, docs)  # noqa: E731
+        count = lambda q, docs: sum(len(e) for e in rr.encode(q, docs))  # noqa: E731
+    load_s = time.perf_counter() - t0
+    score("warm-up", ["a short document", "another one"])
+    tokens = sum(count(r["query"], r["documents"]) for r in requests)
+    t = time.perf_counter()
+    scores = [score(r["query"], r["documents"]) for r in requests]
+    seconds = time.perf_counter() - t
+    return {
+        "variant": variant,
+        "seconds": seconds,
+        "load_seconds": load_s,
+        "pairs": sum(len(r["documents"]) for r in requests),
+        "tokens": tokens,
+        "scores": scores,
+        "maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+
+
+def worker_main(argv: list[str]) -> bool:
+    """`python -m rerankd.bench _worker VARIANT MODEL REQUESTS BUDGET --result FILE`; False if not that."""
+    if not (len(argv) == 7 and argv[0] == "_worker" and argv[5] == "--result"):
+        return False
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    result = worker(argv[1], argv[2], argv[3], int(argv[4]))
+    Path(argv[6]).write_text(json.dumps(result))
+    return True
+
+
+# --- in the parent --------------------------------------------------------------------------------
+
+
+def spawn(
+    variant: str, model_dir: Path, requests_file: Path, max_batch_tokens: int
+) -> tuple[dict[str, Any], int]:
+    """Run one variant in a child; its JSON result and its own peak RSS (KiB)."""
+    args = ["_worker", variant, str(model_dir), str(requests_file), str(max_batch_tokens)]
+    fd, name = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    proc = subprocess.Popen([sys.executable, "-m", "rerankd.bench", *args, "--result", name])
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = Path(name).read_text()
+    Path(name).unlink(missing_ok=True)
+    if proc.returncode != 0 or not text:
+        raise RuntimeError(f"benchmark child {args[:3]} failed with exit code {proc.returncode}")
+    return json.loads(text), usage.ru_maxrss
+
+
+def server_load(
+    model_dir: Path,
+    requests: list[Request],
+    *,
+    dtype: str,
+    clients: int,
+    max_batch_tokens: int,
+    log_dir: Path,
+) -> dict[str, Any]:
+    """`rerankd serve` under `clients` concurrent clients sending `requests`: time, scores, server RSS."""
+    import httpx
+
+    from rerankd.testing.servers import rerankd_server
+
+    args = ["--dtype", dtype, "--device", "cpu", "--max-batch-tokens", str(max_batch_tokens)]
+    args += ["--no-ui", "--log-level", "warning"]
+    results: list[list[float]] = [[] for _ in requests]
+    next_i = iter(range(len(requests)))
+    lock = threading.Lock()
+    errors: list[str] = []
+    with rerankd_server(model_dir, *args, log_dir=log_dir, ready_timeout=300) as server:
+        url = f"{server.url}/v1/rerank"
+
+        def client() -> None:
+            with httpx.Client(timeout=600) as c:
+                while True:
+                    with lock:
+                        i = next(next_i, None)
+                    if i is None:
+                        return
+                    r = c.post(url, json=requests[i])
+                    if r.status_code != 200:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+                        continue
+                    scores = [0.0] * len(requests[i]["documents"])
+                    for item in r.json()["results"]:
+                        scores[item["index"]] = item["relevance_score"]
+                    results[i] = scores
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        seconds = time.perf_counter() - t
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return {
+        "seconds": seconds,
+        "pairs": sum(len(r["documents"]) for r in requests),
+        "scores": results,
+        "maxrss_kib": server.maxrss_kib or 0,
+    }
+
+
+def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
+    """Every asked-for (workload, variant) row, in order: A and B offline, then C (offline, then served)."""
+    rows: list[BenchRow] = []
+
+    def add(row: BenchRow) -> None:
+        rows.append(row)
+        say(progress_line(row, rows))
+
+    for name in [w for w in plan.workloads if w != "C"]:
+        req_file = tmp / f"{name}.json"
+        req_file.write_text(json.dumps(plan.requests[name]))
+        ref_scores: list[list[float]] | None = None
+        for old in plan.reused:
+            if old.workload == name:
+                rows.append(old)
+                ref_scores = old.scores
+        for variant in [v for v in VARIANTS if v in plan.variants]:
+            res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens)
+            if variant == "reference":
+                ref_scores = res["scores"]
+            if ref_scores is not None and len(ref_scores) != len(res["scores"]):
+                raise RuntimeError("the reused reference rows come from other workloads")
+            add(_row(name, variant, res, rss, plan, dtype=variant, compared_with=ref_scores))
+    if "C" in plan.workloads:
+        req_file = tmp / "C.json"
+        req_file.write_text(json.dumps(plan.requests["C"]))
+        off, rss = spawn(plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens)
+        offline = _row("C", f"{plan.server_dtype} offline", off, rss, plan, dtype=plan.server_dtype)
+        add(offline)
+        try:
+            srv = server_load(
+                plan.model_dir,
+                plan.requests["C"],
+                dtype=plan.server_dtype,
+                clients=plan.clients,
+                max_batch_tokens=plan.max_batch_tokens,
+                log_dir=tmp,
+            )
+        except (RuntimeError, OSError) as e:
+            say(f"workload C (server): not measured: {e}")
+        else:
+            # The server is sent the same requests as the offline run, so it reads the same tokens.
+            served = srv | {"tokens": off["tokens"]}
+            variant = f"{plan.server_dtype} server x{plan.clients}"
+            vs = (srv["pairs"] / srv["seconds"]) / offline.pairs_per_s
+            rss = srv["maxrss_kib"]
+            add(
+                _row(
+                    "C",
+                    variant,
+                    served,
+                    rss,
+                    plan,
+                    dtype=plan.server_dtype,
+                    compared_with=off["scores"],
+                    vs_offline=vs,
+                )
+            )
+    return rows
+
+
+def _row(
+    workload: str,
+    variant: str,
+    result: dict[str, Any],
+    rss_kib: int,
+    plan: RunPlan,
+    *,
+    dtype: str,
+    compared_with: list[list[float]] | None = None,
+    vs_offline: float | None = None,
+) -> BenchRow:
+    return BenchRow.measured(
+        workload,
+        variant,
+        pairs=result["pairs"],
+        tokens=result["tokens"],
+        seconds=result["seconds"],
+        rss_kib=rss_kib,
+        scores=result["scores"],
+        limits=plan.limits,
+        dtype=dtype,
+        compared_with=compared_with,
+        vs_offline=vs_offline,
+    )
