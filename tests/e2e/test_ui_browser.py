@@ -40,20 +40,6 @@ class Stack:
     ui: UIProcess
 
 
-def client_available() -> bool:
-    try:
-        from rerankd.client import RerankClient  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_client = pytest.mark.skipif(
-    not client_available(),
-    reason="rerankd.client.RerankClient has not landed yet: the standalone UI ranks through it",
-)
-
-
 @pytest.fixture(scope="module")
 def stack(qwen3_dir: Path, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Stack]:
     """The server and the standalone UI start side by side; both must be up before the first test."""
@@ -249,7 +235,6 @@ def test_upload_jsonl(stack: Stack, page: Any, tmp_path: Path) -> None:
     assert_same_ranking(table, api_ranking(stack.server, QUERY, DOCUMENTS[:4])[:2], DOCUMENTS[:4])
 
 
-@needs_client
 def test_standalone_ui_asks_for_the_key(stack: Stack, page: Any, output_dir: Path) -> None:
     """`rerankd ui --url` (no --api-key) against the server with a key: 401 on the page, then the key."""
     open_ui(page, f"{stack.ui.url}/")
@@ -266,26 +251,32 @@ def test_standalone_ui_asks_for_the_key(stack: Stack, page: Any, output_dir: Pat
     page.screenshot(path=str(output_dir / "ui-standalone.png"), full_page=True)
 
 
-@needs_client
 def test_client_backend_uses_the_command_line_key(stack: Stack) -> None:
     """What `rerankd ui --url U --api-key K` does for every visitor: the page's key field is hidden."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from rerankd.ui.core import ClientBackend
+    from rerankd.types import RerankResult
+    from rerankd.ui.core import client_backend
 
-    backend = ClientBackend(stack.server.url, api_key=KEY)
+    backend = client_backend(stack.server.url, api_key=KEY)
     assert not backend.needs_key
-    call = backend.rerank(QUERY, DOCUMENTS, instruction=DEFAULT_INSTRUCTION, top_n=None, api_key=None)
+
+    async def rank_then_name() -> tuple[RerankResult, str | None]:
+        ranking = await backend.rerank(
+            QUERY, DOCUMENTS, instruction=DEFAULT_INSTRUCTION, top_n=None, api_key=None
+        )
+        backend.model = None  # ask the server, as the page does when it opens
+        return ranking, await backend.refresh_model()
+
     with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread: use another one
-        ranking = pool.submit(asyncio.run, call).result(timeout=60)
+        ranking, name = pool.submit(asyncio.run, rank_then_name()).result(timeout=60)
     expected = api_ranking(stack.server, QUERY, DOCUMENTS)
-    assert [i for i, _ in ranking.results] == [r["index"] for r in expected]
+    assert ranking.indices == [r["index"] for r in expected]
     assert "tiny-qwen3-reranker" in ranking.model
-    assert backend.fetch_model() == ranking.model
+    assert name == ranking.model
 
 
-@needs_client
 def test_standalone_ui_server_gone(stack: Stack, page: Any) -> None:
     """Last on purpose: stops the shared server, then the open page must say so (and not spin)."""
     open_ui(page, f"{stack.ui.url}/")

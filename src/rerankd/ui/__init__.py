@@ -1,8 +1,10 @@
 """The web UI: a Gradio page to try a reranker in the browser.
 
-`rerankd serve` mounts it at /ui (`rerankd.ui.mount.mount_ui`), scoring with the server's own engine;
-`rerankd ui --url URL` serves it on its own, scoring through the HTTP client (`rerankd.ui.cli`).
+The page ranks through a `rerankd.ui.core.Backend` over an `AsyncReranker` and imports no server module;
+the CLI wires it: `rerankd serve` mounts it at /ui, ranking through the server's own app in-process
+(`rerankd.ui.mount.mount_ui`), and `rerankd ui --url URL` serves it on its own, ranking through the
+HTTP client (`rerankd.cli.ui`).
 
-Nothing here imports Gradio at import time: `rerankd.ui.core` is pure Python (the logic every test
-can reach without a browser), and `rerankd.ui.blocks` imports Gradio when a page is built.
+Nothing here imports Gradio at import time: `core` (form and ranking), `render` (HTML) and `examples` are
+pure Python, and `blocks` imports Gradio when a page is built.
 """

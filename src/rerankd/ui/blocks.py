@@ -12,8 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import gradio as gr
 import pandas as pd
 
-from rerankd.ui.core import EXAMPLES, Backend, UIError, error_html, read_upload, run_ranking
-from rerankd.ui.core import status_html as _status
+from rerankd.ui.core import Backend, UIError, read_upload, run_ranking
+from rerankd.ui.examples import EXAMPLES
+from rerankd.ui.render import error_html
+from rerankd.ui.render import status_html as _status
 
 log = logging.getLogger("rerankd.ui")
 
@@ -189,7 +191,7 @@ def build_blocks(backend: Backend) -> gr.Blocks:
         inputs = [query, documents, instruction, top_n, api_key]
         outputs = [table, chart, status, header]
         # The page's events are its own: the API is /v1/rerank (Gradio's API would bypass nothing, as
-        # the key is checked in `rank`, but one API is enough).
+        # every ranking goes through the server's own checks, but one API is enough).
         ranking: dict[str, Any] = {
             "concurrency_limit": CONCURRENCY,
             "concurrency_id": "rank",
@@ -201,17 +203,11 @@ def build_blocks(backend: Backend) -> gr.Blocks:
         loaded = getattr(examples, "load_input_event", None)
         if loaded is not None:  # an example click fills the form, then ranks it
             loaded.then(rank, inputs, outputs, **ranking)
-        if hasattr(backend, "fetch_model"):  # the remote server's model name, once the page opens
-            page.load(_refresh_header(backend), None, [header], api_visibility="private")
+        if backend.model is None:  # the server's model name, once the page opens
+
+            async def refresh() -> str:
+                await backend.refresh_model()
+                return _header(backend)
+
+            page.load(refresh, None, [header], api_visibility="private")
     return page
-
-
-def _refresh_header(backend: Any) -> Any:
-    async def refresh() -> str:
-        import asyncio
-
-        if backend.model is None:
-            await asyncio.to_thread(backend.fetch_model)
-        return _header(backend)
-
-    return refresh

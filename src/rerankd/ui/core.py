@@ -1,99 +1,51 @@
-"""The UI's logic, without Gradio: reading the inputs, asking a backend to rank, presenting the answer.
+"""The UI's logic, without Gradio: reading the form, ranking through an `AsyncReranker`, presenting it.
 
-A backend is where the scores come from: the server's own engine (`EngineBackend`, when `rerankd serve`
-mounts the UI) or a rerankd server over HTTP (`ClientBackend`, for `rerankd ui --url`). Every failure a
-person can cause or meet (no query, no documents, a wrong API key, an unreachable server, a model still
-loading) becomes a `UIError` whose message the page shows; nothing here raises past the page.
+The page never scores by itself and knows nothing of the server: it ranks through whatever the CLI
+hands it, an `AsyncRerankClient` to a server over HTTP (`rerankd ui --url`), or to the server's own app
+in-process (`rerankd serve`, so auth, limits, metrics and the access log apply exactly as for the API).
+Every failure a person can cause or meet (no query, no documents, a wrong API key, an unreachable
+server, a model still loading) becomes a `UIError` whose message the page shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import inspect
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rerankd.client import errors
+from rerankd.errors import RerankdError
 from rerankd.templates import DEFAULT_INSTRUCTION
+from rerankd.types import RerankResult
+from rerankd.ui.examples import EXAMPLES, Example
+from rerankd.ui.render import Shown, present, table_html
 
 if TYPE_CHECKING:
-    from rerankd.server.state import ServerState
+    import httpx
+
+__all__ = [
+    "EXAMPLES",
+    "AsyncReranker",
+    "Backend",
+    "Example",
+    "Shown",
+    "UIError",
+    "client_backend",
+    "parse_top_n",
+    "read_upload",
+    "run_ranking",
+    "split_documents",
+    "table_html",
+]
 
 #: Seconds a ranking may take before the page says so instead of spinning.
 DEFAULT_TIMEOUT = 120.0
-HEADERS = ["rank", "score", "index", "document"]
-MAX_LABEL = 28
-
-
-@dataclass(frozen=True)
-class Example:
-    label: str
-    query: str
-    documents: str
-    instruction: str
-
-
-EXAMPLES: list[Example] = [
-    Example(
-        "中文 · 如何实现Python中的异步爬虫?",
-        "如何实现Python中的异步爬虫?",
-        "\n".join(
-            [
-                "requests 是一个简单易用的 HTTP 库,requests.get() 会同步下载网页,每个请求都会阻塞直到响应返回。",
-                "用 asyncio 和 aiohttp 实现异步爬虫:用 async def 定义协程,通过 aiohttp.ClientSession 并发发送请求,"
-                "再用 asyncio.gather 同时抓取多个网页。",
-                "pandas 是数据分析库,DataFrame 可以读取 CSV 文件并按列分组统计。",
-            ]
-        ),
-        DEFAULT_INSTRUCTION,
-    ),
-    Example(
-        "English RAG · What causes the seasons?",
-        "What causes the seasons on Earth?",
-        "\n".join(
-            [
-                "The Moon's phases come from how much of its sunlit half we see from Earth during its orbit.",
-                "Seasons are caused by the 23.4° tilt of Earth's axis: each hemisphere leans toward the Sun "
-                "for part of the year and receives more direct sunlight and longer days.",
-                "Earth's orbit is slightly elliptical, but its distance from the Sun changes too little to "
-                "cause summer and winter; the closest approach is in January.",
-                "Photosynthesis converts light energy into chemical energy stored in glucose.",
-            ]
-        ),
-        "Given a question, retrieve passages that answer it",
-    ),
-    Example(
-        "Code search · reverse a linked list",
-        "reverse a singly linked list in python",
-        "\n".join(
-            [
-                "def reverse_string(s: str) -> str: return s[::-1]",
-                "def reverse_list(head): prev = None; "
-                "while head: head.next, prev, head = prev, head, head.next; return prev",
-                "class Node: def __init__(self, value, next=None): self.value, self.next = value, next",
-                "sorted(items, key=lambda x: x.priority, reverse=True)",
-            ]
-        ),
-        "Given a code search query, retrieve code snippets that implement it",
-    ),
-    Example(
-        "Deutsch → many languages · Eiffelturm",
-        "Wie hoch ist der Eiffelturm?",
-        "\n".join(
-            [
-                "La tour Eiffel mesure 330 mètres de hauteur avec ses antennes.",
-                "The Eiffel Tower was built for the 1889 World's Fair in Paris.",
-                "東京タワーの高さは333メートルです。",
-                "Der Kölner Dom ist eine römisch-katholische Kathedrale in Köln.",
-            ]
-        ),
-        "Given a question, retrieve passages in any language that answer it",
-    ),
-]
+#: API keys typed on the page each get their own client; past this many, the oldest is forgotten.
+MAX_CLIENTS = 32
 
 
 class UIError(Exception):
@@ -104,39 +56,70 @@ class UIError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Ranking:
-    """A backend's answer: (index, score) best first, the model that scored, the tokens it read."""
+class AsyncReranker(Protocol):
+    """What the page ranks through: `AsyncRerankClient` (or any object with its `rerank`)."""
 
-    results: tuple[tuple[int, float], ...]
-    model: str
-    prompt_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Shown:
-    """What the page shows after a click: table rows, chart rows, the status line (HTML)."""
-
-    rows: list[list[Any]]
-    chart: list[tuple[str, float]]
-    status: str
-    model: str
-    seconds: float
-
-    @property
-    def table(self) -> str:
-        return table_html(self.rows)
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+    ) -> RerankResult: ...
 
 
-class Backend(Protocol):
-    #: Whether the page asks for an API key.
-    needs_key: bool
-    #: The instruction the form starts with.
-    default_instruction: str
+class Backend:
+    """Where the page's rankings come from. `connect(key)` gives the reranker for an API key (the one
+    typed on the page, else `default_key`); each is made once and kept for the page's lifetime, so a
+    client's provider detection and connection pool outlive a click.
+
+    `where` names the scores' source in messages ("the server at http://..."), `describe()` in the header."""
+
+    def __init__(
+        self,
+        connect: Callable[[str | None], AsyncReranker],
+        *,
+        where: str,
+        needs_key: bool,
+        default_key: str | None = None,
+        default_instruction: str | None = None,
+        model: str | None = None,
+        lookup_model: Callable[[], Awaitable[str | None]] | None = None,
+        key_hint: str = "",
+    ) -> None:
+        self.connect = connect
+        self.where = where
+        self.needs_key = needs_key
+        self.default_key = default_key
+        self.default_instruction = default_instruction or DEFAULT_INSTRUCTION
+        self.model = model
+        self.lookup_model = lookup_model
+        self.key_hint = key_hint
+        self._rerankers: dict[str | None, AsyncReranker] = {}
 
     def describe(self) -> str:
-        """One line of HTML under the title: the model, or where the scores come from."""
-        ...
+        """One line of HTML under the title: the model, and where the scores come from."""
+        parts = [f"model <code>{html.escape(self.model)}</code>"] if self.model else []
+        if self.where.startswith(("http://", "https://")):
+            parts.append(f"server <code>{html.escape(self.where)}</code>")
+        return " · ".join(parts) or "rerankd"
+
+    async def refresh_model(self) -> str | None:
+        """The model's name for the header, asked once; None while the server can't say."""
+        if self.model is None and self.lookup_model is not None:
+            try:
+                self.model = await self.lookup_model()
+            except RerankdError:
+                return None
+        return self.model
+
+    def reranker(self, key: str | None) -> AsyncReranker:
+        if key not in self._rerankers:
+            if len(self._rerankers) >= MAX_CLIENTS:  # the clients share one pool: nothing to close
+                del self._rerankers[next(iter(self._rerankers))]
+            self._rerankers[key] = self.connect(key)
+        return self._rerankers[key]
 
     async def rerank(
         self,
@@ -146,10 +129,89 @@ class Backend(Protocol):
         instruction: str | None,
         top_n: int | None,
         api_key: str | None,
-    ) -> Ranking: ...
+    ) -> RerankResult:
+        key = api_key or self.default_key
+        try:
+            result = await self.reranker(key).rerank(query, documents, top_n=top_n, instruction=instruction)
+        except errors.AuthenticationError as e:
+            status = e.status or 401
+            if key:
+                raise UIError(
+                    f"{status}: the server did not accept the API key. Check it and try again."
+                ) from None
+            raise UIError(
+                f"{status}: {self._where_text()} needs an API key: enter it in the API key field{self.key_hint}."
+            ) from None
+        except errors.ConnectionError:
+            raise UIError(
+                f"Could not reach the rerankd server at {self.where}: is it running, and is the URL right?"
+            ) from None
+        except errors.TimeoutError:
+            where = self._where_text()
+            raise UIError(f"{where[:1].upper()}{where[1:]} did not answer in time; try again.") from None
+        except errors.NotFoundError:
+            raise UIError(
+                f"{self.where} answered 404: is it the base URL of a rerankd server (no /v1/rerank)?"
+            ) from None
+        except errors.ClientError as e:
+            raise UIError(str(e)) from None
+        except RerankdError as e:  # an in-process reranker's own errors
+            raise UIError(e.message) from None
+        if result.model:
+            self.model = result.model
+        return result
+
+    def _where_text(self) -> str:
+        return f"the server at {self.where}" if self.where.startswith(("http://", "https://")) else self.where
 
 
-# -- inputs ------------------------------------------------------------------------------------------
+def client_backend(
+    url: str,
+    *,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    retries: int = 1,
+    provider: str = "auto",
+    transport: httpx.AsyncBaseTransport | None = None,
+    needs_key: bool | None = None,
+    where: str | None = None,
+    model: str | None = None,
+    default_instruction: str | None = None,
+    key_hint: str = "",
+) -> Backend:
+    """A Backend over `AsyncRerankClient`s to `url` sharing one connection pool (or `transport`, such as
+    `httpx.ASGITransport(app)` to rank through an app in the same process). Each retries `retries` times
+    (a restart, a 503 while loading) and gives up within `timeout`."""
+    import httpx
+
+    from rerankd.client import AsyncRerankClient, RetryPolicy
+
+    # Never closed: it lives as long as the page, and the page as long as the process.
+    http = httpx.AsyncClient(timeout=timeout, transport=transport)
+    policy = RetryPolicy(max_retries=retries, max_delay=2.0, max_retry_after=5.0, deadline=timeout)
+
+    def connect(key: str | None) -> AsyncRerankClient:
+        return AsyncRerankClient(
+            url, api_key=key, timeout=timeout, retry=policy, provider=provider, http_client=http
+        )
+
+    async def lookup_model() -> str | None:
+        models = await connect(api_key).models()
+        return models[0].id if models else None
+
+    return Backend(
+        connect,
+        where=where or url.rstrip("/"),
+        needs_key=api_key is None if needs_key is None else needs_key,
+        default_key=api_key,
+        default_instruction=default_instruction,
+        model=model,
+        lookup_model=None if model else lookup_model,
+        key_hint=key_hint,
+    )
+
+
+# -- the form -----------------------------------------------------------------------------------------
 
 
 def split_documents(text: str | None) -> list[str]:
@@ -198,64 +260,6 @@ def parse_top_n(value: Any) -> int | None:
     return int(number) or None
 
 
-# -- presenting --------------------------------------------------------------------------------------
-
-
-def status_html(message: str, kind: str = "ok") -> str:
-    """The status line; `kind` is ok, error or info. `message` is HTML the caller escaped."""
-    icon = {"error": "⚠️ ", "info": ""}.get(kind, "")
-    role = ' role="alert"' if kind == "error" else ""
-    return f'<div class="rr-status rr-{kind}"{role}>{icon}{message}</div>'
-
-
-def error_html(message: str) -> str:
-    return status_html(html.escape(message), "error")
-
-
-def table_html(rows: Sequence[Sequence[Any]]) -> str:
-    """The ranking as a plain HTML table (rank, score, index, document): it wraps on a phone, and a
-    screen reader reads it as a table."""
-    if not rows:
-        return ""
-    head = "".join(f'<th scope="col" class="rr-{h}">{h}</th>' for h in HEADERS)
-    body = []
-    for rank, score, index, text in rows:
-        width = max(0.0, min(1.0, float(score))) * 100
-        body.append(
-            "<tr>"
-            f'<td class="rr-rank">{rank}</td>'
-            f'<td class="rr-score">{score:.4f}<span class="rr-bar" style="width:{width:.1f}%"></span></td>'
-            f'<td class="rr-index">{index}</td>'
-            f'<td class="rr-document">{html.escape(str(text))}</td>'
-            "</tr>"
-        )
-    return (
-        '<table class="rr-table"><caption>Ranking, best first</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def label(index: int, text: str) -> str:
-    """A bar's name: the document's input index and the start of its text (unique by the index)."""
-    short = text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1].rstrip() + "…"
-    return f"[{index}] {short}"
-
-
-def present(ranking: Ranking, documents: Sequence[str], seconds: float) -> Shown:
-    rows = [
-        [rank, round(score, 4), index, documents[index]]
-        for rank, (index, score) in enumerate(ranking.results, 1)
-    ]
-    chart = [(label(index, documents[index]), round(score, 4)) for index, score in ranking.results]
-    n, shown = len(documents), len(ranking.results)
-    what = f"the top <b>{shown}</b> of <b>{n}</b> documents" if shown < n else f"<b>{n}</b> documents"
-    took = f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
-    parts = [f"Ranked {what} in <b>{took}</b>", f"model <code>{html.escape(ranking.model or '?')}</code>"]
-    if ranking.prompt_tokens:
-        parts.append(f"{ranking.prompt_tokens} tokens")
-    return Shown(rows, chart, status_html(" · ".join(parts)), ranking.model, seconds)
-
-
 async def run_ranking(
     backend: Backend,
     query: str | None,
@@ -276,7 +280,7 @@ async def run_ranking(
     n = parse_top_n(top_n)
     start = time.perf_counter()
     try:
-        ranking = await asyncio.wait_for(
+        result = await asyncio.wait_for(
             backend.rerank(
                 query,
                 documents,
@@ -288,166 +292,4 @@ async def run_ranking(
         )
     except asyncio.TimeoutError:
         raise UIError(f"No answer after {timeout:.0f} s: the server is busy or stuck; try again.") from None
-    return present(ranking, documents, time.perf_counter() - start)
-
-
-# -- backends ----------------------------------------------------------------------------------------
-
-
-class EngineBackend:
-    """Scores with the engine of the server the UI is mounted in. When the server has API keys, the page
-    asks for one and checks it here: the gate lets /ui through because a browser sends no bearer header."""
-
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
-        s = state.settings
-        self.needs_key = bool(s.api_keys)
-        self.default_instruction = s.instruction or DEFAULT_INSTRUCTION
-
-    def describe(self) -> str:
-        return f"model <code>{html.escape(self.state.settings.model_name)}</code>"
-
-    async def rerank(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        instruction: str | None,
-        top_n: int | None,
-        api_key: str | None,
-    ) -> Ranking:
-        from rerankd.errors import RerankdError
-        from rerankd.ranking import rank
-        from rerankd.server.gate import key_matches
-        from rerankd.server.routes.rerank import check_limits
-
-        s = self.state.settings
-        if s.api_keys:
-            if not api_key:
-                raise UIError("This server needs an API key: enter it in the API key field.")
-            if not key_matches(api_key, s.api_keys):
-                raise UIError("401: the API key was not accepted. Check the key and try again.")
-        try:
-            engine = self.state.require_engine()
-            check_limits(self.state, query, len(documents))
-            scored = await engine.rerank_scores(query, documents, instruction=instruction)
-            ranked = rank(scored.scores, top_n=top_n)
-        except RerankdError as e:
-            raise UIError(e.message) from None
-        return Ranking(tuple((r.index, r.score) for r in ranked), s.model_name, scored.prompt_tokens or None)
-
-
-class ClientBackend:
-    """Scores through `rerankd.client.RerankClient` against any rerankd server. A key given on the
-    command line is used when the page's key field is empty (and never sent to the browser)."""
-
-    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
-        self.needs_key = api_key is None
-        self.default_instruction = DEFAULT_INSTRUCTION
-        self.model: str | None = None
-
-    def describe(self) -> str:
-        where = f"server <code>{html.escape(self.url)}</code>"
-        return f"model <code>{html.escape(self.model)}</code> · {where}" if self.model else where
-
-    def _client(self, api_key: str | None) -> Any:
-        """A client that retries once (a restart, a 503 while loading) and gives up within `timeout`."""
-        import rerankd.client as client_module
-
-        wanted: dict[str, Any] = {"timeout": self.timeout}
-        policy = getattr(client_module, "RetryPolicy", None)
-        if policy is not None:
-            wanted["retry"] = policy(max_retries=1, max_delay=2.0, max_retry_after=5.0, deadline=self.timeout)
-        else:
-            wanted["max_retries"] = 1
-        try:
-            accepted = inspect.signature(client_module.RerankClient).parameters
-            kwargs = {k: v for k, v in wanted.items() if k in accepted}
-        except (TypeError, ValueError):
-            kwargs = {}
-        return client_module.RerankClient(self.url, api_key=api_key, **kwargs)
-
-    def _rerank_sync(
-        self, query: str, documents: list[str], instruction: str | None, top_n: int | None, key: str | None
-    ) -> Ranking:
-        client = self._client(key)
-        try:
-            result = client.rerank(query, documents, top_n=top_n, instruction=instruction)
-        finally:
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
-        prompt_tokens = getattr(getattr(result, "usage", None), "prompt_tokens", None)
-        return Ranking(tuple((r.index, r.score) for r in result), result.model, prompt_tokens or None)
-
-    def fetch_model(self) -> str | None:
-        """The served model's name (for the page header); None when the server can't say yet."""
-        try:
-            client = self._client(self.api_key)
-            try:
-                models = client.models()
-            finally:
-                close = getattr(client, "close", None)
-                if callable(close):
-                    close()
-        except Exception:
-            return None
-        name = _first_model_name(models)
-        if name:
-            self.model = name
-        return name
-
-    async def rerank(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        instruction: str | None,
-        top_n: int | None,
-        api_key: str | None,
-    ) -> Ranking:
-        from rerankd.client import errors
-
-        key = api_key or self.api_key
-        try:
-            ranking = await asyncio.to_thread(self._rerank_sync, query, documents, instruction, top_n, key)
-        except errors.AuthenticationError as e:
-            if key:
-                raise UIError(
-                    f"{e.status or 401}: the server did not accept the API key. Check it and try again."
-                ) from None
-            raise UIError(
-                f"{e.status or 401}: the server at {self.url} needs an API key: enter it in the API key "
-                "field (or start `rerankd ui` with --api-key)."
-            ) from None
-        except errors.ConnectionError:
-            raise UIError(
-                f"Could not reach the rerankd server at {self.url}: is it running, and is the URL right?"
-            ) from None
-        except errors.TimeoutError:
-            raise UIError(f"The server at {self.url} did not answer in time; try again.") from None
-        except errors.NotFoundError:
-            raise UIError(
-                f"{self.url} answered 404: is it the base URL of a rerankd server (no /v1/rerank)?"
-            ) from None
-        except errors.ClientError as e:
-            raise UIError(str(e)) from None
-        if ranking.model:
-            self.model = ranking.model
-        return ranking
-
-
-def _first_model_name(models: Any) -> str | None:
-    """`RerankClient.models()` answers a list of ids, of objects with `.id`, or the raw /v1/models body."""
-    if isinstance(models, dict):
-        models = models.get("data", [])
-    for m in models or []:
-        if isinstance(m, str):
-            return m
-        name = m.get("id") if isinstance(m, dict) else getattr(m, "id", None)
-        if name:
-            return str(name)
-    return None
+    return present(result, documents, time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""`mount_ui(app, state)`: the web UI at /ui of `rerankd serve`, scoring with the server's own engine."""
+"""`mount_ui(app, backend)`: the web UI at /ui of an ASGI app (`rerankd serve`: the CLI wires it)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from rerankd.server.state import ServerState
+    from rerankd.ui.core import Backend
 
 log = logging.getLogger("rerankd.ui")
 
 PATH = "/ui"
 
 
-def mount_ui(app: FastAPI, state: ServerState, path: str = PATH) -> Any:
+def mount_ui(app: FastAPI, backend: Backend, path: str = PATH) -> Any:
     """Mount the page at `path`; without Gradio installed, log how to get it and mount nothing."""
     try:
         import gradio as gr
@@ -24,7 +24,4 @@ def mount_ui(app: FastAPI, state: ServerState, path: str = PATH) -> Any:
     except ImportError as e:
         log.info("web UI not mounted (%s); pip install 'rerankd[ui]' to get it at %s", e, path)
         return None
-    from rerankd.ui.core import EngineBackend
-
-    page = build_blocks(EngineBackend(state))
-    return gr.mount_gradio_app(app, page, path=path, **page_options())
+    return gr.mount_gradio_app(app, build_blocks(backend), path=path, **page_options())

@@ -5,13 +5,39 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from rerankd.scaleout.batch import (
+from rerankd.cli.options import (
+    DEVICE,
+    DTYPE,
     EXIT_USAGE,
+    MAX_BATCH_SIZE,
+    MAX_BATCH_TOKENS,
+    MAX_LENGTH,
+    PROVIDER,
+    TIMEOUT,
+    ApiKeyOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FamilyOpt,
+    InstructionOpt,
+    MaxBatchSizeOpt,
+    MaxBatchTokensOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    ProviderOpt,
+    TimeoutOpt,
+    TrustRemoteCodeOpt,
+    UrlOpt,
+    batch_config,
+    err,
+    fail,
+    model_config,
+)
+from rerankd.config import load_reranker
+from rerankd.scaleout.batch import (
     BatchError,
     ClientScorer,
     LocalScorer,
@@ -20,8 +46,6 @@ from rerankd.scaleout.batch import (
     count_lines,
     run_batch,
 )
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _progress(enabled: bool, total: int) -> Any:
@@ -55,13 +79,11 @@ def batch_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="JSONL of scores in input order; a rerun resumes it.")
     ],
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Hub id or local directory.", envvar="RERANKD_MODEL")
-    ] = None,
-    url: Annotated[
-        str | None, typer.Option(help="Score through this rerankd (or rerank API) server.")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="With --url.", envvar="RERANKD_API_KEY")] = None,
+    model: ModelOpt = None,
+    url: UrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    provider: ProviderOpt = PROVIDER,
+    timeout: TimeoutOpt = TIMEOUT,
     ray: Annotated[bool, typer.Option("--ray", help="Score on Ray Data (needs rerankd[ray]).")] = False,
     ray_address: Annotated[
         str | None, typer.Option(help="With --ray: an existing cluster (default: RAY_ADDRESS, else local).")
@@ -78,15 +100,14 @@ def batch_command(
     limit: Annotated[
         int | None, typer.Option(help="Score at most N lines in this run (a rerun goes on).")
     ] = None,
-    instruction: Annotated[
-        str | None, typer.Option("--instruction", help="Task instruction (yes/no rerankers only).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="RERANKD_DEVICE")] = "auto",
-    dtype: Annotated[
-        str, typer.Option(help="auto, float32, bfloat16 or float16.", envvar="RERANKD_DTYPE")
-    ] = "auto",
-    max_length: Annotated[int, typer.Option("--max-length", help="Maximum tokens per pair.")] = 8192,
-    max_batch_tokens: Annotated[int, typer.Option(help="Padded tokens per model batch.")] = 8192,
+    instruction: InstructionOpt = None,
+    device: DeviceOpt = DEVICE,
+    dtype: DtypeOpt = DTYPE,
+    max_length: MaxLengthOpt = MAX_LENGTH,
+    family: FamilyOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    max_batch_tokens: MaxBatchTokensOpt = MAX_BATCH_TOKENS,
+    max_batch_size: MaxBatchSizeOpt = MAX_BATCH_SIZE,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Score a JSONL file of queries with their documents (or pairs); resumable, in input order.
@@ -94,22 +115,31 @@ def batch_command(
     Exit code: 0 every line scored; 1 some lines were bad (reported, skipped); 2 usage error;
     3 stopped before the end (error, --limit, Ctrl-C): rerun the same command to resume."""
     if not model and not url:
-        _fail("pass --model (a hub id or model directory) or --url (a rerankd server)")
+        raise fail("pass --model (a hub id or model directory) or --url (a rerankd server)", EXIT_USAGE)
     if url and ray:
-        _fail("--url and --ray do not go together: --ray loads the model on Ray actors")
+        raise fail("--url and --ray do not go together: --ray loads the model on Ray actors", EXIT_USAGE)
     if limit is not None and limit < 0:
-        _fail(f"--limit must be >= 0, got {limit}")
+        raise fail(f"--limit must be >= 0, got {limit}", EXIT_USAGE)
     if concurrency is not None and concurrency < 1:
-        _fail(f"--concurrency must be positive, got {concurrency}")
+        raise fail(f"--concurrency must be positive, got {concurrency}", EXIT_USAGE)
     if not input.exists():
-        _fail(f"--input {input}: no such file")
+        raise fail(f"--input {input}: no such file", EXIT_USAGE)
+    config = model_config(
+        str(model),
+        device=device,
+        dtype=dtype,
+        max_length=max_length,
+        instruction=instruction,
+        family=family,
+        trust_remote_code=trust_remote_code,
+    )
     scorer: Scorer
     try:
         if url:
             from rerankd.client import RerankClient
 
             scorer = ClientScorer(
-                RerankClient(url, api_key=api_key, model=model),
+                RerankClient(url, api_key=api_key, model=model, provider=provider, timeout=timeout),
                 concurrency=concurrency or 4,
                 instruction=instruction,
             )
@@ -127,24 +157,14 @@ def batch_command(
                     ray_address=ray_address,
                 )
             except ImportError:
-                _fail("--ray needs Ray Data: pip install 'rerankd[ray]'")
+                raise fail("--ray needs Ray Data: pip install 'rerankd[ray]'", EXIT_USAGE) from None
         else:
-            from rerankd.reranker import Reranker
-
-            reranker = Reranker.from_pretrained(
-                str(model),
-                device=device,
-                dtype=dtype,
-                max_length=max_length,
-                instruction=instruction,
-                max_batch_tokens=max_batch_tokens,
-            )
+            reranker = load_reranker(config, batch_config(max_batch_tokens, max_batch_size))
             scorer = LocalScorer(reranker, instruction=instruction)
     except typer.Exit:
         raise
     except Exception as e:
-        err.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(str(e), EXIT_USAGE) from None
     show = progress and sys.stderr.isatty()
     try:
         with _progress(show, count_lines(input)) as bar:
@@ -159,15 +179,9 @@ def batch_command(
                 advance=lambda n: bar.advance(task, n),
             )
     except BatchError as e:
-        err.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(str(e), EXIT_USAGE) from None
     finally:
         scorer.close()
     for line in summary.lines(output):
         err.print(line, markup=False)
     raise typer.Exit(summary.exit_code)
-
-
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_USAGE)

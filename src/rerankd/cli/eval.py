@@ -1,16 +1,34 @@
-"""`rerankd eval`: measure rerankers on a BEIR-format dataset. Light at import: typer and the standard
-library only; the harness, torch, bm25s, pytrec_eval and matplotlib load inside the command."""
+"""`rerankd eval`: measure rerankers on a BEIR-format dataset. Light at import: the harness, torch, bm25s,
+pytrec_eval and matplotlib load inside the command.
+
+`--model` and `--instruction` repeat here (each model, and each instruction, is evaluated side by side);
+the other model options are the shared ones and apply to every local model."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+
+from rerankd.cli.options import (
+    DEVICE,
+    DTYPE,
+    EXIT_USAGE,
+    MAX_LENGTH,
+    DeviceOpt,
+    DtypeOpt,
+    FamilyChoice,
+    FamilyOpt,
+    MaxLengthOpt,
+    TrustRemoteCodeOpt,
+    fail,
+    model_config,
+)
+from rerankd.config import load_reranker
 
 if TYPE_CHECKING:
     from rerankd.evaluation.harness import RerankerSpec
@@ -57,14 +75,12 @@ def build_specs(
     device: str,
     dtype: str,
     max_length: int,
+    family: FamilyChoice | None = None,
+    trust_remote_code: bool = False,
 ) -> list[RerankerSpec]:
     from rerankd.evaluation.errors import EvalError
     from rerankd.evaluation.harness import RerankerSpec
 
-    if not models and not urls:
-        raise EvalError(
-            "no reranker given: pass --model (a hub id or local model directory) and/or --url (a rerank API)"
-        )
     if providers and len(providers) not in (1, len(urls)):
         raise EvalError(
             f"--provider given {len(providers)} times for {len(urls)} --url: pass it once (for every URL) "
@@ -75,9 +91,15 @@ def build_specs(
     taken: set[str] = set()
     specs: list[RerankerSpec] = []
     for model in models:
-        from rerankd.reranker import Reranker
-
-        reranker = Reranker.from_pretrained(model, device=device, dtype=dtype, max_length=max_length)
+        config = model_config(
+            model,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            family=family,
+            trust_remote_code=trust_remote_code,
+        )
+        reranker = load_reranker(config)
         info = reranker.info
         name = Path(model).name if Path(model).expanduser().is_dir() else model
         specs.append(
@@ -100,14 +122,12 @@ def build_specs(
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise EvalError(f"--url {url}: expected an http(s) URL such as http://127.0.0.1:8000")
-        try:
-            client_cls: Any = importlib.import_module("rerankd.client").RerankClient
-        except (ImportError, AttributeError) as e:
-            raise EvalError(f"--url needs rerankd's client, which failed to import here ({e})") from None
+        from rerankd.client import RerankClient
+
         extra: dict[str, Any] = {}
         if remote_template is not None:  # only when asked: the client's own default otherwise
             extra["template"] = None if remote_template == "none" else remote_template
-        client = client_cls(url, api_key=api_key, model=remote_model, provider=provider, **extra)
+        client = RerankClient(url, api_key=api_key, model=remote_model, provider=provider, **extra)
         label = f"{remote_model}@{parsed.netloc}" if remote_model else parsed.netloc
         specs.append(
             RerankerSpec(
@@ -250,11 +270,11 @@ def eval_command(
     lang: Annotated[
         list[str] | None, typer.Option("--lang", help="Only queries in this language (repeatable).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (local models).")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16 (local models).")] = "auto",
-    max_length: Annotated[
-        int, typer.Option("--max-length", help="Maximum tokens per pair (local models).")
-    ] = 8192,
+    device: DeviceOpt = DEVICE,
+    dtype: DtypeOpt = DTYPE,
+    max_length: MaxLengthOpt = MAX_LENGTH,
+    family: FamilyOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
     """Evaluate rerankers on a BEIR-format dataset: nDCG@10, MRR@10, Recall, MAP, before and after."""
@@ -262,12 +282,6 @@ def eval_command(
 
     from rerankd.errors import RerankdError
     from rerankd.evaluation.errors import EvalError
-
-    err = Console(stderr=True)
-
-    def fail(message: str, code: int) -> typer.Exit:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
-        return typer.Exit(code)
 
     store = None
     try:
@@ -309,6 +323,8 @@ def eval_command(
             device=device,
             dtype=dtype,
             max_length=max_length,
+            family=family,
+            trust_remote_code=trust_remote_code,
         )
         store = ScoreCache(None if no_cache else (cache or output / "scores.sqlite"))
         bar = _Bar(enabled=not quiet)
@@ -332,7 +348,7 @@ def eval_command(
         )
         raise fail(f"interrupted{where}", 130) from None
     except EvalError as e:
-        raise fail(str(e), 2) from None
+        raise fail(str(e), EXIT_USAGE) from None
     except (RerankdError, ValueError, OSError) as e:
         where = (
             f" ({len(store)} scores cached in {store.path}: rerun to resume)" if store and store.path else ""

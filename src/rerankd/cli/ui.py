@@ -1,12 +1,13 @@
-"""`rerankd ui --url URL`: the web UI on its own, ranking through any rerankd server's HTTP API.
-
-Light at import (typer only): Gradio and the client load when the command runs."""
+"""`rerankd ui --url URL`: the web UI on its own, ranking through a rerankd server's HTTP API with one
+long-lived client (per API key typed on the page). Gradio loads when the command runs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+
+from rerankd.cli.options import TimeoutOpt, check_url, err, fail
 
 
 def ui_command(
@@ -24,22 +25,21 @@ def ui_command(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to serve the page on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 7860,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server per request.")] = 60.0,
+    timeout: TimeoutOpt = 60.0,
 ) -> None:
     """Serve the web UI on its own, against a running rerankd server (`rerankd serve` mounts it at /ui)."""
-    if not url.startswith(("http://", "https://")):
-        typer.echo(f"error: --url must start with http:// or https://, got {url!r}", err=True)
-        raise typer.Exit(2)
+    check_url(url)
     try:
-        from rerankd.ui.blocks import build_blocks, page_options
+        from rerankd.ui.blocks import CONCURRENCY, build_blocks, page_options
     except ImportError as e:
-        typer.echo(f"error: the web UI needs Gradio ({e}); pip install 'rerankd[ui]'", err=True)
-        raise typer.Exit(1) from None
-    from rerankd.ui.core import ClientBackend
+        raise fail(f"the web UI needs Gradio ({e}); pip install 'rerankd[ui]'") from None
+    from rerankd.ui.core import client_backend
 
-    backend = ClientBackend(url, api_key or None, timeout=timeout)
+    backend = client_backend(
+        url, api_key=api_key or None, timeout=timeout, key_hint=" (or start `rerankd ui` with --api-key)"
+    )
+    err.print(f"rerankd UI for {backend.where} on http://{host}:{port}/", markup=False)
     page = build_blocks(backend)
-    typer.echo(f"rerankd UI for {backend.url} on http://{host}:{port}/", err=True)
-    page.queue(default_concurrency_limit=16).launch(
+    page.queue(default_concurrency_limit=CONCURRENCY).launch(
         server_name=host, server_port=port, quiet=True, **page_options()
     )

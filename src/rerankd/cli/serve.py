@@ -1,0 +1,181 @@
+"""`rerankd serve`: builds ServerSettings from the shared options, then runs the server (with the web UI
+mounted at /ui unless --no-ui) in this process or on Ray Serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rerankd.cli.options import (
+    DEVICE,
+    DTYPE,
+    EXIT_USAGE,
+    MAX_BATCH_SIZE,
+    MAX_BATCH_TOKENS,
+    MAX_LENGTH,
+    MAX_QUEUE,
+    DeviceOpt,
+    DtypeOpt,
+    FamilyOpt,
+    InstructionOpt,
+    MaxBatchSizeOpt,
+    MaxBatchTokensOpt,
+    MaxLengthOpt,
+    MaxQueueOpt,
+    ModelOpt,
+    TrustRemoteCodeOpt,
+    batch_config,
+    fail,
+    model_config,
+    positive,
+)
+from rerankd.server.settings import (
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_DOCS_PER_REQUEST,
+    DEFAULT_MAX_QUERY_CHARS,
+    DEFAULT_PORT,
+    ServerSettings,
+    read_key_file,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from rerankd.server.state import ServerState
+    from rerankd.ui.core import Backend
+
+#: The mounted UI's client calls the app in-process; this name only shows in the Host header.
+UI_BASE_URL = "http://rerankd.local"
+
+
+def ui_backend(app: FastAPI, settings: ServerSettings) -> Backend:
+    """The mounted UI's backend: it ranks through this same app in-process (httpx.ASGITransport), so the
+    gate's auth, body and queue limits, the metrics and the access log apply to it as to any API call."""
+    import httpx
+
+    from rerankd.ui.core import DEFAULT_TIMEOUT, client_backend
+
+    return client_backend(
+        UI_BASE_URL,
+        # A crash inside the app reaches the page as the 500 a remote client would get.
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        provider="rerankd",
+        retries=0,  # in-process: a retry would only repeat the server's own answer
+        timeout=DEFAULT_TIMEOUT,
+        needs_key=bool(settings.api_keys),
+        where="this server",
+        model=settings.model_name,
+        default_instruction=settings.instruction,
+    )
+
+
+def mount_ui(app: FastAPI, state: ServerState) -> None:
+    """The web UI at /ui (a mount for `create_app`)."""
+    from rerankd.ui.mount import mount_ui as mount
+
+    mount(app, ui_backend(app, state.settings))
+
+
+def serve(
+    model: ModelOpt,
+    host: Annotated[str, typer.Option(envvar="RERANKD_HOST")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="RERANKD_PORT")] = DEFAULT_PORT,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accepted API key (repeatable; comma-separated in RERANKD_API_KEY).",
+            envvar="RERANKD_API_KEY",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File of accepted API keys, one per line.", envvar="RERANKD_API_KEY_FILE"),
+    ] = None,
+    served_model_name: Annotated[str | None, typer.Option(envvar="RERANKD_SERVED_MODEL_NAME")] = None,
+    instruction: InstructionOpt = None,
+    device: DeviceOpt = DEVICE,
+    dtype: DtypeOpt = DTYPE,
+    max_length: MaxLengthOpt = MAX_LENGTH,
+    family: FamilyOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    max_batch_tokens: MaxBatchTokensOpt = MAX_BATCH_TOKENS,
+    max_batch_size: MaxBatchSizeOpt = MAX_BATCH_SIZE,
+    max_queue: MaxQueueOpt = MAX_QUEUE,
+    max_docs_per_request: Annotated[
+        int, typer.Option(envvar="RERANKD_MAX_DOCS_PER_REQUEST")
+    ] = DEFAULT_MAX_DOCS_PER_REQUEST,
+    max_body_bytes: Annotated[int, typer.Option(envvar="RERANKD_MAX_BODY_BYTES")] = DEFAULT_MAX_BODY_BYTES,
+    max_query_chars: Annotated[int, typer.Option(envvar="RERANKD_MAX_QUERY_CHARS")] = DEFAULT_MAX_QUERY_CHARS,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to finish in-flight requests on SIGTERM.", envvar="RERANKD_DRAIN_TIMEOUT"),
+    ] = DEFAULT_DRAIN_TIMEOUT,
+    no_ui: Annotated[
+        bool, typer.Option("--no-ui", help="Do not mount the web UI at /ui.", envvar="RERANKD_NO_UI")
+    ] = False,
+    log_level: Annotated[str, typer.Option(envvar="RERANKD_LOG_LEVEL")] = "info",
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Serve on Ray Serve (needs rerankd[ray]).", envvar="RERANKD_RAY")
+    ] = False,
+    replicas: Annotated[
+        int | None, typer.Option(help="With --ray: model replicas.", envvar="RERANKD_RAY_REPLICAS")
+    ] = None,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(
+            help="With --ray: autoscale between MIN:MAX replicas on ongoing requests per replica.",
+            envvar="RERANKD_RAY_AUTOSCALE",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --ray: an existing Ray cluster (default: RAY_ADDRESS, else a local one)."),
+    ] = None,
+) -> None:
+    """Serve the model over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs, vLLM's score API."""
+    if not model:
+        raise fail("pass --model (a hub id or a local model directory)", EXIT_USAGE)
+    keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]
+    if api_key_file is not None:
+        if not api_key_file.exists():
+            raise fail(f"--api-key-file {api_key_file}: no such file", EXIT_USAGE)
+        keys += read_key_file(api_key_file)
+    positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
+    settings = ServerSettings.of(
+        model_config(
+            model,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            instruction=instruction,
+            family=family,
+            trust_remote_code=trust_remote_code,
+            served_name=served_model_name,
+        ),
+        batch_config(max_batch_tokens, max_batch_size, max_queue),
+        host=host,
+        port=port,
+        api_keys=tuple(keys),
+        max_docs_per_request=max_docs_per_request,
+        max_body_bytes=max_body_bytes,
+        max_query_chars=max_query_chars,
+        drain_timeout=drain_timeout,
+        log_level=log_level,
+        ui=not no_ui,
+    )
+    if ray:
+        from rerankd.scaleout.serve import serve_on_ray
+
+        raise typer.Exit(
+            serve_on_ray(settings, replicas=replicas, autoscale=autoscale, ray_address=ray_address)
+        )
+    if replicas is not None or autoscale is not None or ray_address is not None:
+        raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
+    from rerankd.server.run import serve as run_server
+
+    raise typer.Exit(run_server(settings, mounts=[mount_ui] if settings.ui else []))

@@ -1,0 +1,80 @@
+"""What the page shows, as HTML: the status line, the ranking table, the chart's rows. Pure functions."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rerankd.types import RerankResult
+
+HEADERS = ["rank", "score", "index", "document"]
+MAX_LABEL = 28
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the page shows after a click: table rows, chart rows, the status line (HTML)."""
+
+    rows: list[list[Any]]
+    chart: list[tuple[str, float]]
+    status: str
+    model: str
+    seconds: float
+
+    @property
+    def table(self) -> str:
+        return table_html(self.rows)
+
+
+def status_html(message: str, kind: str = "ok") -> str:
+    """The status line; `kind` is ok, error or info. `message` is HTML the caller escaped."""
+    icon = {"error": "⚠️ ", "info": ""}.get(kind, "")
+    role = ' role="alert"' if kind == "error" else ""
+    return f'<div class="rr-status rr-{kind}"{role}>{icon}{message}</div>'
+
+
+def error_html(message: str) -> str:
+    return status_html(html.escape(message), "error")
+
+
+def table_html(rows: Sequence[Sequence[Any]]) -> str:
+    """The ranking as a plain HTML table (rank, score, index, document): it wraps on a phone, and a
+    screen reader reads it as a table."""
+    if not rows:
+        return ""
+    head = "".join(f'<th scope="col" class="rr-{h}">{h}</th>' for h in HEADERS)
+    body = []
+    for rank, score, index, text in rows:
+        width = max(0.0, min(1.0, float(score))) * 100
+        body.append(
+            "<tr>"
+            f'<td class="rr-rank">{rank}</td>'
+            f'<td class="rr-score">{score:.4f}<span class="rr-bar" style="width:{width:.1f}%"></span></td>'
+            f'<td class="rr-index">{index}</td>'
+            f'<td class="rr-document">{html.escape(str(text))}</td>'
+            "</tr>"
+        )
+    return (
+        '<table class="rr-table"><caption>Ranking, best first</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def label(index: int, text: str) -> str:
+    """A bar's name: the document's input index and the start of its text (unique by the index)."""
+    short = text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1].rstrip() + "…"
+    return f"[{index}] {short}"
+
+
+def present(result: RerankResult, documents: Sequence[str], seconds: float) -> Shown:
+    rows = [[rank, round(r.score, 4), r.index, documents[r.index]] for rank, r in enumerate(result, 1)]
+    chart = [(label(r.index, documents[r.index]), round(r.score, 4)) for r in result]
+    n, shown = len(documents), len(result)
+    what = f"the top <b>{shown}</b> of <b>{n}</b> documents" if shown < n else f"<b>{n}</b> documents"
+    took = f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    parts = [f"Ranked {what} in <b>{took}</b>", f"model <code>{html.escape(result.model or '?')}</code>"]
+    if result.usage.prompt_tokens:
+        parts.append(f"{result.usage.prompt_tokens} tokens")
+    return Shown(rows, chart, status_html(" · ".join(parts)), result.model, seconds)
