@@ -1,5 +1,6 @@
 """One config: what model to load and how to batch it. Every default is stated here, once; the library,
-the CLI, the server, eval, batch, Ray and bench all build these two objects and call the loaders below.
+the CLI, the server, eval, batch, Ray and bench all build these two objects and load through
+`load_scorer` (here) or `rerankd.reranker.load_reranker`.
 
 This module imports nothing heavy: the loaders import `rerankd.models` (torch) only when called."""
 
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from rerankd.models.base import Scorer
-    from rerankd.reranker import Reranker
 
 Family = Literal["yes_no", "cross_encoder"]
 
@@ -65,10 +65,3 @@ def load_scorer(config: ModelConfig) -> Scorer:
         family=config.family,
         trust_remote_code=config.trust_remote_code,
     )
-
-
-def load_reranker(config: ModelConfig, batch: BatchConfig | None = None) -> Reranker:
-    """The sync library front over a freshly loaded scorer: the one place a config becomes a Reranker."""
-    from rerankd.reranker import Reranker
-
-    return Reranker.from_config(config, batch)

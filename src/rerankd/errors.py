@@ -34,23 +34,23 @@ class UnsupportedModelError(ModelLoadError):
     code = "unsupported_model"
 
 
-class Overloaded(RerankdError):
+class RetryableError(RerankdError):
+    """The same request may succeed after `retry_after` seconds (the server sends it as Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(RetryableError):
     """The server's queue is full; try again after `retry_after` seconds."""
 
     status_code = 429
     code = "overloaded"
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class Unavailable(RerankdError):
+class Unavailable(RetryableError):
     """The server is loading or shutting down; try again after `retry_after` seconds."""
 
     status_code = 503
     code = "unavailable"
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after

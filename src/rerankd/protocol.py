@@ -181,6 +181,9 @@ class TEIRank(BaseModel):
     text: str | None = None
 
 
+TEIRanks = list[TEIRank]  # TEI answers a bare array, sorted by score
+
+
 class ScoreRequest(_Lenient):
     """vLLM's score API: `text_1`/`text_2` (or `queries`/`documents`), one-to-one or one-to-many."""
 
@@ -262,6 +265,18 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """200 with status "ready" once the model is loaded and warmed up; 503 with the phase otherwise."""
+
+    status: Literal["ready", "loading", "draining", "failed"]
+    model: str | None = Field(default=None, description="The served model's name, once ready.")
+    error: str | None = Field(default=None, description="Why loading failed (status failed).")
 
 
 class ErrorDetail(BaseModel):

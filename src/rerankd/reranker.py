@@ -77,7 +77,10 @@ class Reranker:
         from rerankd.models.base import score_encoded
 
         return score_encoded(
-            self.scorer, encoded, max_batch_tokens=self.batch.max_batch_tokens, max_batch_size=self.batch.max_batch_size
+            self.scorer,
+            encoded,
+            max_batch_tokens=self.batch.max_batch_tokens,
+            max_batch_size=self.batch.max_batch_size,
         )
 
     def score(
@@ -109,3 +112,8 @@ class Reranker:
             model=self.info.name,
             usage=Usage(prompt_tokens=sum(len(e) for e in encoded)),
         )
+
+
+def load_reranker(config: ModelConfig, batch: BatchConfig | None = None) -> Reranker:
+    """The sync library front over a freshly loaded scorer: the one place a config becomes a Reranker."""
+    return Reranker.from_config(config, batch)

@@ -361,12 +361,30 @@ async def test_metrics_count_requests_and_pairs(qwen3_reranker: Reranker) -> Non
     assert "rerankd_pairs_scored_total" in text and "rerankd_queue_depth 0.0" in text
 
 
-def test_openapi_snapshot(qwen3_reranker: Reranker) -> None:
-    """The API's shape is a contract with clients: a change must be deliberate (RERANKD_UPDATE_SNAPSHOTS=1)."""
+ROUTES = [
+    "/v1/rerank",
+    "/v2/rerank",
+    "/rerank",
+    "/score",
+    "/v1/score",
+    "/v1/models",
+    "/health",
+    "/ready",
+    "/metrics",
+]
+
+
+def openapi_spec(reranker: Reranker | None = None) -> dict[str, Any]:
+    full = create_app(ServerSettings(model="m", ui=False), reranker=reranker).openapi()
+    return {"paths": full["paths"], "components": full.get("components", {})}  # the contract, not versions
+
+
+def test_openapi_snapshot() -> None:
+    """The API's shape, requests and responses, is a contract with clients: a change must be deliberate
+    (RERANKD_UPDATE_SNAPSHOTS=1)."""
     import os
 
-    full = create_app(ServerSettings(model="m", ui=False), reranker=qwen3_reranker).openapi()
-    spec = {"paths": full["paths"], "components": full.get("components", {})}  # the contract, not versions
+    spec = openapi_spec()
     text = json.dumps(spec, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if os.environ.get("RERANKD_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(text)
@@ -374,15 +392,22 @@ def test_openapi_snapshot(qwen3_reranker: Reranker) -> None:
     assert json.loads(SNAPSHOT.read_text()) == json.loads(text), (
         "OpenAPI changed: review, then RERANKD_UPDATE_SNAPSHOTS=1"
     )
-    for path in [
-        "/v1/rerank",
-        "/v2/rerank",
-        "/rerank",
-        "/score",
-        "/v1/score",
-        "/v1/models",
-        "/health",
-        "/ready",
-        "/metrics",
-    ]:
-        assert path in spec["paths"]
+    assert set(spec["paths"]) == set(ROUTES)
+
+
+def test_openapi_tells_the_truth() -> None:
+    """Every route documents what it answers: a 200 schema, the error body the server really sends
+    (400, not FastAPI's 422 HTTPValidationError), and /metrics as text."""
+    spec = openapi_spec()
+    assert "422" not in json.dumps(spec["paths"]) and "HTTPValidationError" not in json.dumps(spec)
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            ok = op["responses"]["200"]["content"]
+            assert all(c.get("schema") not in (None, {}) for c in ok.values()), (path, method)
+            if method == "post":
+                for status in ("400", "401", "413", "429", "503"):
+                    assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref
+    assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    rerank_200 = spec["paths"]["/v1/rerank"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert {"$ref": "#/components/schemas/RerankResponse"} in rerank_200["schema"]["anyOf"]

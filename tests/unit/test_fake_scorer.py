@@ -76,10 +76,10 @@ def test_plan_covers_every_pair_once_within_the_budget() -> None:
     s = FakeScorer()
     pairs = [s.encode("q", " ".join(["w"] * n)) for n in (1, 30, 5, 12, 30, 2)]
     plan = s.plan(pairs, max_batch_tokens=120, max_batch_size=3)
-    assert sorted(i for b in plan for i in b.indices) == list(range(len(pairs)))
+    assert sorted(i for b in plan for i in b) == list(range(len(pairs)))
     for b in plan:
-        assert len(b.indices) <= 3 and b.groups is None
-        assert max(len(pairs[i]) for i in b.indices) * len(b.indices) <= 120 or len(b.indices) == 1
+        assert len(b) <= 3
+        assert max(len(pairs[i]) for i in b) * len(b) <= 120 or len(b) == 1
 
 
 def test_words_are_case_insensitive_and_stable() -> None:

@@ -61,7 +61,8 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
         ref = ReferenceQwen3Reranker(model_dir)
         score, count = ref.score, ref.count_tokens
     else:
-        from rerankd.config import BatchConfig, ModelConfig, load_reranker
+        from rerankd.config import BatchConfig, ModelConfig
+        from rerankd.reranker import load_reranker
 
         config = ModelConfig(model=model_dir, device="cpu", dtype=variant)
         rr = load_reranker(config, BatchConfig(max_batch_tokens=max_batch_tokens))

@@ -36,7 +36,7 @@ from rerankd.cli.options import (
     fail,
     model_config,
 )
-from rerankd.config import load_reranker
+from rerankd.reranker import load_reranker
 from rerankd.scaleout.batch import (
     BatchError,
     ClientScorer,

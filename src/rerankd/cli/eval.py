@@ -28,7 +28,7 @@ from rerankd.cli.options import (
     fail,
     model_config,
 )
-from rerankd.config import load_reranker
+from rerankd.reranker import load_reranker
 
 if TYPE_CHECKING:
     from rerankd.evaluation.harness import RerankerSpec

@@ -37,8 +37,8 @@ from rerankd.cli.options import (
     fail,
     model_config,
 )
-from rerankd.config import load_reranker
 from rerankd.errors import RerankdError
+from rerankd.reranker import load_reranker
 from rerankd.types import Document, RerankResult
 
 QueryOpt = Annotated[str, typer.Option("--query", "-q", help="The query to rank documents against.")]

@@ -12,9 +12,8 @@ from rerankd.config import BatchConfig
 from rerankd.engine.batcher import BatchObserver, DynamicBatcher
 from rerankd.engine.documents import chunk_text, truncate_text
 from rerankd.errors import InvalidRequest
-from rerankd.models.base import EncodedPair, ModelInfo, sigmoid
+from rerankd.models.base import EncodedPair, ModelInfo, Scorer, sigmoid
 from rerankd.ranking import max_pool
-from rerankd.reranker import Reranker
 
 DEFAULT_OVERLAP_TOKENS = 32
 MIN_DOCUMENT_ROOM = 8  # tokens a document must at least get for its score to mean anything
@@ -73,27 +72,39 @@ class Engine(Protocol):
 
 
 class RerankEngine:
+    """A Scorer behind the dynamic batcher: the async sibling of the sync `Reranker` facade."""
+
     def __init__(
-        self, reranker: Reranker, config: EngineConfig | None = None, *, observe: BatchObserver | None = None
+        self,
+        scorer: Scorer,
+        config: BatchConfig | None = None,
+        *,
+        instruction: str | None = None,
+        observe: BatchObserver | None = None,
     ) -> None:
-        self.reranker = reranker
-        self.config = config or EngineConfig()
+        self.scorer = scorer
+        self._instruction = instruction
+        self.config = config or BatchConfig()
         self.batcher = DynamicBatcher(
-            reranker.scorer.forward,
+            scorer.forward,
             max_batch_tokens=self.config.max_batch_tokens,
             max_batch_size=self.config.max_batch_size,
             max_queue=self.config.max_queue,
             observe=observe,
-            plan=getattr(reranker.scorer, "plan", None),  # the scorer's own plan, if it has one
+            plan=getattr(scorer, "plan", None),  # optional on the protocol: the yes/no scorer has its own
         )
 
     @property
     def info(self) -> ModelInfo:
-        return self.reranker.info
+        return self.scorer.info
 
     @property
     def instruction(self) -> str | None:
-        return self.reranker.instruction
+        return self._instruction
+
+    def _encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[EncodedPair]:
+        instr = instruction if instruction is not None else self._instruction
+        return [self.scorer.encode(query, d, instruction=instr) for d in documents]
 
     @property
     def depth(self) -> int:
@@ -108,13 +119,11 @@ class RerankEngine:
 
     def warm_up(self) -> None:
         """One real forward pass (blocking), so the first request does not pay for lazy initialisation."""
-        pairs = self.reranker.encode(
-            "warm-up query", ["a short document", "another, slightly longer document"]
-        )
+        pairs = self._encode("warm-up query", ["a short document", "another, slightly longer document"], None)
         self.batcher.run_sync(pairs)
 
     def _tokenizer(self) -> object:
-        return getattr(self.reranker.scorer, "tokenizer", None)
+        return getattr(self.scorer, "tokenizer", None)
 
     def _room(self, query: str, instruction: str | None) -> int:
         """Tokens left for a document once the template, instruction and query are in.
@@ -122,7 +131,7 @@ class RerankEngine:
         The scorer truncates the body's tail, so a query that fills the model's length would silently
         cut every document away and score them all alike: refuse it instead.
         """
-        overhead = len(self.reranker.encode(query, [""], instruction=instruction)[0])
+        overhead = len(self._encode(query, [""], instruction=instruction)[0])
         room = self.info.max_length - overhead
         if self.info.family == "yes_no" and room < MIN_DOCUMENT_ROOM:
             raise InvalidRequest(
@@ -158,7 +167,7 @@ class RerankEngine:
             texts = chunked
         elif max_tokens_per_doc is not None and tokenizer is not None:
             texts = [truncate_text(tokenizer, t, max_tokens_per_doc) for t in texts]
-        return self.reranker.encode(query, texts, instruction=instruction), owners
+        return self._encode(query, texts, instruction=instruction), owners
 
     async def rerank_scores(
         self,
@@ -206,7 +215,7 @@ class RerankEngine:
             for q, d in pairs:
                 if max_tokens_per_doc is not None and tokenizer is not None:
                     d = truncate_text(tokenizer, d, max_tokens_per_doc)
-                out += self.reranker.encode(q, [d], instruction=instruction)
+                out += self._encode(q, [d], instruction=instruction)
             return out
 
         encoded = await asyncio.to_thread(prepare)

@@ -38,57 +38,17 @@ class EncodedPair:
         return len(self.input_ids)
 
 
-@dataclass(frozen=True)
-class PlannedBatch:
-    """One forward pass as the scorer planned it: the pairs' indices (into the list given to `plan`) and
-    whatever the plan worked out for them (for the yes/no scorer, the shared-prefix groups), so that
-    `forward` never computes it again. `groups` is the scorer's own business; None means "none"."""
-
-    indices: list[int]
-    groups: object | None = None
-
-
 class Scorer(Protocol):
-    """A scoring backend: tokenize and template (`encode`, `encode_chunks`), group pairs into forward passes
-    under a token budget (`plan`), run one pass (`forward`). All log-odds are fp32."""
+    """A scoring backend: `encode` (tokenize, template, truncate) and `forward` (one batch → fp32 log-odds).
+    A scorer may also have `plan(encoded, max_batch_tokens, max_batch_size)` (the yes/no scorer counts a
+    shared prefix once); `score_encoded` and the engine use it when present."""
 
     info: ModelInfo
 
-    def encode(
-        self,
-        query: str,
-        document: str,
-        *,
-        instruction: str | None = None,
-        max_document_tokens: int | None = None,
-    ) -> EncodedPair:
-        """One pair ready for the model; the document is cut to `max_document_tokens` first when given, and
-        the whole body is then cut to the model's length (never the template's tail)."""
-        ...
+    def encode(self, query: str, document: str, *, instruction: str | None = None) -> EncodedPair: ...
 
-    def encode_chunks(
-        self,
-        query: str,
-        document: str,
-        *,
-        instruction: str | None = None,
-        chunk_tokens: int,
-        overlap_tokens: int,
-        max_chunks: int,
-    ) -> list[EncodedPair]:
-        """The document as up to `max_chunks` overlapping windows of `chunk_tokens`, each one pair."""
-        ...
-
-    def room(self, query: str, instruction: str | None = None) -> int:
-        """Tokens left for a document once the template, instruction and query are in."""
-        ...
-
-    def plan(self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int) -> list[PlannedBatch]:
-        """Batches covering every index once, each within the token budget (an over-long pair alone)."""
-        ...
-
-    def forward(self, batch: Sequence[EncodedPair], groups: object | None = None) -> list[float]:
-        """Log-odds (fp32) for one batch, in batch order; `groups` is what `plan` put in its PlannedBatch."""
+    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
+        """Log-odds (fp32) for one batch, in batch order. The caller bounds the batch's size."""
         ...
 
 

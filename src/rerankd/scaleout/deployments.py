@@ -31,7 +31,7 @@ class ModelServer:
     async def __init__(self, settings: ServerSettings) -> None:  # type: ignore[misc]  # Serve awaits it
         s = settings
         reranker = await asyncio.to_thread(reranker_from_settings, s)
-        self.engine = RerankEngine(reranker, s.engine_config())
+        self.engine = RerankEngine(reranker.scorer, s.engine_config(), instruction=reranker.instruction)
         await self.engine.start()
         await asyncio.to_thread(self.engine.warm_up)
         self.replica_id = serve.get_replica_context().replica_id.unique_id

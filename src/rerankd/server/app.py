@@ -1,35 +1,47 @@
 """create_app(settings) → the FastAPI app. The lifespan loads the model in the background (so /health
-answers at once and /ready says when scoring can start) and stops the engine on shutdown."""
+answers at once and /ready says when scoring can start) and stops the engine on shutdown.
+
+The app knows nothing of the web UI: whoever wires the pieces (the CLI) passes it in `mounts`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 import rerankd
 from rerankd.engine.engine import Engine
-from rerankd.reranker import Reranker
 from rerankd.server import errors
 from rerankd.server.gate import Gate
 from rerankd.server.routes import rerank, score, system
+from rerankd.server.serving import ServingRerank, ServingScore
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
+
+if TYPE_CHECKING:
+    from rerankd.reranker import Reranker
 
 DESCRIPTION = (
     "Reranking for Qwen3-Reranker and cross-encoders, exact to the reference implementation. Speaks "
     "Cohere v1/v2, Jina, SiliconFlow, vLLM and TEI rerank APIs and vLLM's score API."
 )
 
+Mount = Callable[[FastAPI, ServerState], object]  # adds routes or sub-apps (the UI at /ui)
+
 
 def create_app(
-    settings: ServerSettings, *, reranker: Reranker | None = None, engine: Engine | None = None
+    settings: ServerSettings,
+    *,
+    engine: Engine | None = None,
+    reranker: Reranker | None = None,
+    mounts: Sequence[Mount] = (),
 ) -> FastAPI:
-    """`reranker`: an already loaded model (tests, embedding); `engine`: a ready-made engine (remote
-    replicas); otherwise `settings.model` is loaded."""
+    """`engine`: a ready-made engine (remote replicas); `reranker`: an already loaded model (tests,
+    embedding), served through an engine over its scorer; otherwise `settings.model` is loaded."""
     state = ServerState(settings)
 
     @asynccontextmanager
@@ -46,31 +58,36 @@ def create_app(
 
     app = FastAPI(title="rerankd", version=rerankd.__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.rerankd = state
+    app.state.serving_rerank = ServingRerank(state)
+    app.state.serving_score = ServingScore(state)
     errors.install(app)
     for module in (rerank, score, system):
         app.include_router(module.router)
-    if settings.ui:
-        _mount_ui(app, state)
-    app.add_middleware(Gate, state=state, known_paths=route_paths(app.routes))
+    for mount in mounts:
+        mount(app, state)
+    app.add_middleware(
+        Gate, state=state, known_paths=route_paths(app.routes), json_paths=json_body_paths(app.routes)
+    )
     return app
 
 
-def route_paths(routes: Any) -> set[str]:
-    """Every route's path, looking inside included routers (the label set of the request metrics)."""
-    paths: set[str] = set()
+def leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, looking inside included routers (FastAPI keeps them nested; no prefixes here)."""
     for r in routes:
-        if getattr(r, "path", ""):
-            paths.add(r.path)
-        inner = getattr(r, "original_router", None) or getattr(r, "routes", None)
-        if inner is not None and inner is not routes:
-            paths |= route_paths(getattr(inner, "routes", inner))
-    return paths
+        inner = getattr(r, "original_router", None)
+        if inner is not None:
+            yield from leaf_routes(inner.routes)
+        else:
+            yield r
 
 
-def _mount_ui(app: FastAPI, state: ServerState) -> Any:
-    """Mount the web UI at /ui when the UI module and Gradio are installed."""
-    try:
-        from rerankd.ui.mount import mount_ui  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return mount_ui(app, state)
+def route_paths(routes: Iterable[Any]) -> set[str]:
+    """Every route's path: the label set of the request metrics."""
+    return {r.path for r in leaf_routes(routes) if getattr(r, "path", "")}
+
+
+def json_body_paths(routes: Iterable[Any]) -> frozenset[str]:
+    """The paths of the API routes that read a body model: the gate reads their bodies as JSON."""
+    return frozenset(
+        r.path for r in leaf_routes(routes) if isinstance(r, APIRoute) and r.body_field is not None
+    )

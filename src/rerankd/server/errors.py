@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankd.errors import Overloaded, RerankdError, Unavailable
+from rerankd.errors import RerankdError, RetryableError
 from rerankd.protocol import ErrorResponse
 
 log = logging.getLogger("rerankd.server")
@@ -26,6 +26,31 @@ _TYPES = {
     500: "server_error",
     503: "service_unavailable",
 }
+
+
+# What each error status means to a caller, for the OpenAPI document; every one has the ErrorResponse body.
+_MEANINGS = {
+    400: "The request is invalid: a field, a limit, or a query too long for the model.",
+    401: "Missing or wrong API key (`Authorization: Bearer <key>`).",
+    413: "The request body is larger than the server's limit.",
+    429: "The queue is full; retry after Retry-After seconds.",
+    503: "The model is loading, failed to load, or the server is shutting down; retry after Retry-After.",
+}
+
+
+def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, plus `default` (404, 405, 500: the same body). Declaring
+    them replaces FastAPI's 422 HTTPValidationError, which this server never sends (it answers 400)."""
+    out: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse, "description": _MEANINGS[s]} for s in statuses
+    }
+    out["default"] = {"model": ErrorResponse, "description": "Any other error, in the same body."}
+    return out
+
+
+def retry_after(seconds: float) -> str:
+    """The Retry-After header's value: whole seconds, at least 1 (0 would invite a busy loop)."""
+    return str(max(1, round(seconds)))
 
 
 def error_body(status: int, message: str, code: str | int | None = None) -> ErrorResponse:
@@ -57,8 +82,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RerankdError)
     async def _rerankd(_: Request, exc: RerankdError) -> JSONResponse:
         headers = None
-        if isinstance(exc, Overloaded | Unavailable):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, RetryableError):
+            headers = {"Retry-After": retry_after(exc.retry_after)}
         if exc.status_code == 500:
             log.error("%s: %s", exc.code, exc.message)
         return error_response(exc.status_code, exc.message, exc.code, headers)

@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from rerankd.server.errors import error_body
+from rerankd.errors import RerankdError, RetryableError
+from rerankd.server.errors import error_body, retry_after
 from rerankd.server.state import ServerState
 
 access = logging.getLogger("rerankd.access")
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
-JSON_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/score", "/v1/score"})
 
 Scope = dict[str, Any]
 
@@ -40,10 +40,16 @@ def bearer(headers: dict[bytes, bytes]) -> bytes | None:
 
 
 class Gate:
-    def __init__(self, app: Any, state: ServerState, known_paths: set[str]) -> None:
+    """`known_paths`: the metrics' route labels; `json_paths`: the routes that take a JSON body (from
+    the app's own routes, so a new route needs no second list here)."""
+
+    def __init__(
+        self, app: Any, state: ServerState, known_paths: set[str], json_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.state = state
         self.known_paths = known_paths
+        self.json_paths = json_paths
 
     def _route_label(self, path: str) -> str:
         if path in self.known_paths:
@@ -83,17 +89,17 @@ class Gate:
             )
             await send_wrapped({"type": "http.response.body", "body": body.encode()})
 
+        async def refuse_with(error: RerankdError) -> None:
+            extra = None
+            if isinstance(error, RetryableError):
+                extra = [(b"retry-after", retry_after(error.retry_after).encode())]
+            await refuse(error.status_code, error.message, error.code, extra)
+
         state.in_flight += 1
         state.metrics.in_flight.inc()
         try:
             if state.phase == "draining" and path not in OPEN_PATHS:
-                retry = str(max(1, round(s.retry_after)))
-                await refuse(
-                    503,
-                    "the server is shutting down; retry on another replica",
-                    "unavailable",
-                    [(b"retry-after", retry.encode())],
-                )
+                await refuse_with(state.unavailable())
             elif (
                 s.api_keys
                 and path not in OPEN_PATHS
@@ -106,7 +112,7 @@ class Gate:
                     "unauthorized",
                     [(b"www-authenticate", b"Bearer")],
                 )
-            elif scope["method"] in ("POST", "PUT", "PATCH") and route in JSON_ROUTES:
+            elif scope["method"] in ("POST", "PUT", "PATCH") and path in self.json_paths:
                 # `curl -d` and some clients send JSON without a JSON content type: read it as JSON anyway.
                 scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
                 scope["headers"].append((b"content-type", b"application/json"))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from types import FrameType
 
 import uvicorn
 
-from rerankd.server.app import create_app
+from rerankd.server.app import Mount, create_app
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
 
@@ -50,10 +51,11 @@ def configure_logging(level: str) -> None:
     )
 
 
-def serve(settings: ServerSettings) -> int:
-    """Serve until a signal; the exit code is 0 after a clean drain, 1 if the model failed to load."""
+def serve(settings: ServerSettings, *, mounts: Sequence[Mount] = ()) -> int:
+    """Serve until a signal; the exit code is 0 after a clean drain, 1 if the model failed to load.
+    `mounts` go to create_app (the CLI passes the web UI's)."""
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, mounts=mounts)
     state: ServerState = app.state.rerankd
     config = uvicorn.Config(
         app,

@@ -1,46 +1,83 @@
-"""Server settings. The CLI fills them from options and RERANKD_* environment variables."""
+"""Server settings: the model and batch options (defaults from `rerankd.config`) and the HTTP ones.
+The CLI fills them from options and RERANKD_* environment variables."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from rerankd.engine.engine import EngineConfig
+from rerankd.config import BatchConfig, Family, ModelConfig
+
+_MODEL = ModelConfig()
+_BATCH = BatchConfig()
+
+# The HTTP-only defaults, stated once (the CLI's options read them from here).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_DOCS_PER_REQUEST = 1000
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_QUERY_CHARS = 32_000
+DEFAULT_DRAIN_TIMEOUT = 30.0
+DEFAULT_RETRY_AFTER = 1.0
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     model: str
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed or logged
     served_model_name: str | None = None
     instruction: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    max_length: int = 8192
-    max_batch_tokens: int = 8192
-    max_batch_size: int = 64
-    max_docs_per_request: int = 1000
-    max_queue: int = 4096
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_query_chars: int = 32_000
-    drain_timeout: float = 30.0
-    retry_after: float = 1.0
+    device: str = _MODEL.device
+    dtype: str = _MODEL.dtype
+    max_length: int = _MODEL.max_length
+    family: Family | None = _MODEL.family
+    trust_remote_code: bool = _MODEL.trust_remote_code
+    max_batch_tokens: int = _BATCH.max_batch_tokens
+    max_batch_size: int = _BATCH.max_batch_size
+    max_docs_per_request: int = DEFAULT_MAX_DOCS_PER_REQUEST
+    max_queue: int = _BATCH.max_queue
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    retry_after: float = DEFAULT_RETRY_AFTER
     log_level: str = "info"
-    ui: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
+    ui: bool = True  # read by the CLI, which passes the UI's mount to create_app
+
+    @classmethod
+    def of(cls, model: ModelConfig, batch: BatchConfig | None = None, **http: Any) -> ServerSettings:
+        """Settings from the two configs plus HTTP options (host, port, api_keys, limits...)."""
+        batch = batch or BatchConfig()
+        shared = {f.name: getattr(model, f.name) for f in fields(ModelConfig) if f.name != "served_name"}
+        shared |= {f.name: getattr(batch, f.name) for f in fields(BatchConfig)}
+        return cls(served_model_name=model.served_name, **shared, **http)
 
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model
 
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            instruction=self.instruction,
+            family=self.family,
+            trust_remote_code=self.trust_remote_code,
+            served_name=self.served_model_name,
+        )
+
+    def batch_config(self) -> BatchConfig:
+        return BatchConfig(
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.max_batch_size,
             max_queue=self.max_queue,
         )
+
+    engine_config = batch_config  # the old name; scaleout/deployments.py still calls it
 
 
 def read_key_file(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ log = logging.getLogger("rerankd.server")
 
 T = TypeVar("T")
 Phase = Literal["loading", "ready", "draining", "failed"]
+FAILED_RETRY_AFTER = 60.0  # a failed load needs an operator, not a quick retry
 
 
 def reranker_from_settings(s: ServerSettings) -> Reranker:
@@ -76,13 +77,17 @@ class ServerState:
         # Draining still serves: a request the gate let in before the signal must finish.
         if self.phase in ("ready", "draining") and self.engine is not None:
             return self.engine
+        raise self.unavailable()
+
+    def unavailable(self) -> Unavailable:
+        """Why this server can't take new work now (the gate's drain refusal says it too)."""
         if self.phase == "failed":
-            raise Unavailable(f"the model failed to load: {self.load_error}", retry_after=60)
+            return Unavailable(f"the model failed to load: {self.load_error}", retry_after=FAILED_RETRY_AFTER)
         if self.phase == "draining":
-            raise Unavailable(
+            return Unavailable(
                 "the server is shutting down; retry on another replica", self.settings.retry_after
             )
-        raise Unavailable("the model is still loading; retry shortly", self.settings.retry_after)
+        return Unavailable("the model is still loading; retry shortly", self.settings.retry_after)
 
     async def start(self, reranker: Reranker | None = None, engine: Engine | None = None) -> None:
         """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
@@ -94,7 +99,12 @@ class ServerState:
                 reranker = await in_daemon_thread(reranker_from_settings, s)
             if engine is None:
                 assert reranker is not None
-                engine = RerankEngine(reranker, s.engine_config(), observe=self.metrics.observe_batch)
+                engine = RerankEngine(
+                    reranker.scorer,
+                    s.engine_config(),
+                    instruction=reranker.instruction,
+                    observe=self.metrics.observe_batch,
+                )
             started = engine
             await engine.start()
             self.metrics.track_queue(lambda: started.depth)

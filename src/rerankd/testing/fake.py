@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from rerankd.config import DEFAULT_MAX_LENGTH
 from rerankd.errors import InvalidRequest
-from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, plan_batches
+from rerankd.models.base import EncodedPair, ModelInfo, plan_batches
 from rerankd.templates import DEFAULT_INSTRUCTION
 
 if TYPE_CHECKING:
@@ -135,11 +135,10 @@ class FakeScorer:
 
     def plan(
         self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
-    ) -> list[PlannedBatch]:
-        batches = plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
-        return [PlannedBatch(indices) for indices in batches]
+    ) -> list[list[int]]:
+        return plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
 
-    def forward(self, batch: Sequence[EncodedPair], groups: object | None = None) -> list[float]:
+    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
         if self.delay_s:
             time.sleep(self.delay_s)
         with self._lock:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Response
 
-from rerankd.protocol import ModelCard, ModelList
-from rerankd.server.routes.deps import server_state
-from rerankd.server.state import ServerState
+from rerankd.protocol import HealthResponse, ModelCard, ModelList, ReadyResponse
+from rerankd.server.errors import documented_errors, retry_after
+from rerankd.server.routes.deps import State, json_answer
 
 router = APIRouter(tags=["system"])
 STARTED = int(time.time())
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the exposition format's content type
 
 
-@router.get("/v1/models", response_model=ModelList, summary="The served model (OpenAI format)")
-async def models(state: ServerState = Depends(server_state)) -> ModelList:
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=documented_errors(401, 503),
+    summary="The served model (OpenAI format)",
+)
+async def models(state: State) -> ModelList:
     engine = state.require_engine()
     info = engine.info
     card = ModelCard(
@@ -32,23 +37,37 @@ async def models(state: ServerState = Depends(server_state)) -> ModelList:
     return ModelList(data=[card])
 
 
-@router.get("/health", summary="Liveness: the process answers")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/health", response_model=HealthResponse, summary="Liveness: the process answers")
+async def health() -> HealthResponse:
+    return HealthResponse()
 
 
-@router.get("/ready", summary="Readiness: the model is loaded and warmed up")
-async def ready(state: ServerState = Depends(server_state)) -> JSONResponse:
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "Loading, draining or failed (the reason)."}},
+    summary="Readiness: the model is loaded and warmed up",
+)
+async def ready(state: State) -> Response:
     if state.phase == "ready":
-        return JSONResponse({"status": "ready", "model": state.settings.model_name})
-    body: dict[str, str] = {"status": state.phase}
-    if state.load_error:
-        body["error"] = state.load_error
-    return JSONResponse(
-        body, status_code=503, headers={"Retry-After": str(max(1, round(state.settings.retry_after)))}
-    )
+        return json_answer(ReadyResponse(status="ready", model=state.settings.model_name))
+    answer = json_answer(ReadyResponse(status=state.phase, error=state.load_error), status_code=503)
+    answer.headers["Retry-After"] = retry_after(state.settings.retry_after)
+    return answer
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-async def metrics(state: ServerState = Depends(server_state)) -> Response:
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+@router.get(
+    "/metrics",
+    # A bare Response class: the 200 is text (declared here), the errors stay JSON.
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format (version 0.0.4)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **documented_errors(401),
+    },
+    summary="Prometheus metrics (text exposition format)",
+)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=PROMETHEUS_TEXT)

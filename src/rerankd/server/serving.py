@@ -1,0 +1,193 @@
+"""The serving path, one class per operation: request → limits → texts → engine → response.
+
+vLLM's shape (`entrypoints/pooling/score`): the routes only do HTTP and call a serving class; the serving
+class checks the server's limits before any tokenization or model work, hands plain texts to the engine,
+and builds the answer with the pure converters below (ranking, documents re-attached, billing)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rerankd.engine.engine import Scored
+from rerankd.errors import InvalidRequest
+from rerankd.protocol import (
+    BilledUnits,
+    Meta,
+    RerankRequest,
+    RerankResponse,
+    RerankResultItem,
+    ResultDocument,
+    ScoreData,
+    ScoreRequest,
+    ScoreResponse,
+    TEIRank,
+    TEIRanks,
+    Tokens,
+    UsageOut,
+    document_text,
+)
+from rerankd.ranking import rank
+from rerankd.server.settings import ServerSettings
+from rerankd.server.state import ServerState
+from rerankd.types import RankedDocument
+
+SEARCH_UNIT_DOCUMENTS = 100  # Cohere bills one search unit per 100 documents
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The per-request limits of this server; the gate already bounds the body's size."""
+
+    max_docs: int
+    max_query_chars: int
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> Limits:
+        return cls(max_docs=settings.max_docs_per_request, max_query_chars=settings.max_query_chars)
+
+    def check(self, queries: Sequence[str], n_docs: int, instruction: str | None = None) -> None:
+        if n_docs > self.max_docs:
+            raise InvalidRequest(
+                f"{n_docs} documents is more than this server's limit of {self.max_docs} per request "
+                "(--max-docs-per-request); split them into several requests"
+            )
+        for what, text in [*(("query", q) for q in queries), ("instruction", instruction or "")]:
+            if len(text) > self.max_query_chars:
+                raise InvalidRequest(
+                    f"the {what} is {len(text)} characters, more than this server's limit of "
+                    f"{self.max_query_chars}"
+                )
+
+
+def request_texts(items: Sequence[str | dict[str, Any]], rank_fields: list[str] | None) -> list[str]:
+    """The text each document is ranked on (a document object's `text`, or its `rank_fields`)."""
+    try:
+        return [document_text(d, rank_fields) for d in items]
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from None
+
+
+class ServingRerank:
+    """POST /v1/rerank, /v2/rerank, /rerank: every rerank dialect, one path."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.limits = Limits.of(state.settings)
+
+    async def __call__(self, req: RerankRequest, request_id: str) -> RerankResponse | TEIRanks:
+        items = req.items()
+        self.limits.check([req.query], len(items), req.instruction)
+        texts = request_texts(items, req.rank_fields)
+        engine = self.state.require_engine()
+        scored = await engine.rerank_scores(
+            req.query,
+            texts,
+            instruction=req.instruction,
+            max_tokens_per_doc=req.max_tokens_per_doc or req.truncate_prompt_tokens,
+            max_chunks_per_doc=req.max_chunks_per_doc,
+            overlap_tokens=req.overlap_tokens,
+            raw=req.wants_raw,
+        )
+        # TODO(engine): pass truncate=False to the engine, which refuses at encode time.
+        if req.truncate is False and scored.truncated:
+            raise InvalidRequest(
+                f"{scored.truncated} input(s) are longer than the model's {engine.info.max_length} tokens "
+                "and truncate is false; send truncate: true or shorter texts"
+            )
+        ranked = rank(scored.scores, top_n=req.top_n)
+        if req.is_tei:
+            return tei_ranks(ranked, texts if req.wants_documents else None)
+        return rerank_response(
+            ranked,
+            scored,
+            items if req.wants_documents else None,
+            texts,
+            request_id=request_id,
+            model=self.state.settings.model_name,
+        )
+
+
+class ServingScore:
+    """POST /score, /v1/score: vLLM's score API, scores in input order."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.limits = Limits.of(state.settings)
+
+    async def __call__(self, req: ScoreRequest, request_id: str) -> ScoreResponse:
+        pairs = req.pairs()
+        self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
+        engine = self.state.require_engine()
+        scored = await engine.score_pairs(
+            pairs,
+            instruction=req.instruction,
+            max_tokens_per_doc=req.truncate_prompt_tokens,
+            raw=req.wants_raw,
+        )
+        return score_response(scored, request_id=request_id, model=self.state.settings.model_name)
+
+
+# Pure converters: engine output → wire models.
+
+
+def usage(scored: Scored) -> UsageOut:
+    return UsageOut(prompt_tokens=scored.prompt_tokens, total_tokens=scored.prompt_tokens)
+
+
+def search_units(n_docs: int) -> int:
+    return max(1, math.ceil(n_docs / SEARCH_UNIT_DOCUMENTS))
+
+
+def result_document(item: str | dict[str, Any], text: str) -> ResultDocument:
+    """The document as it was sent: a string becomes {text}; an object keeps the caller's own keys,
+    which win over the ranked text (Cohere)."""
+    return ResultDocument(**({"text": item} if isinstance(item, str) else {"text": text, **item}))
+
+
+def rerank_response(
+    ranked: Sequence[RankedDocument],
+    scored: Scored,
+    items: Sequence[str | dict[str, Any]] | None,
+    texts: Sequence[str],
+    *,
+    request_id: str,
+    model: str,
+) -> RerankResponse:
+    """The superset answer; `items` None leaves the documents out."""
+    results = [
+        RerankResultItem(
+            index=r.index,
+            relevance_score=r.score,
+            document=None if items is None else result_document(items[r.index], texts[r.index]),
+        )
+        for r in ranked
+    ]
+    return RerankResponse(
+        id=request_id,
+        model=model,
+        results=results,
+        usage=usage(scored),
+        meta=Meta(billed_units=BilledUnits(search_units=search_units(len(texts)))),
+        tokens=Tokens(input_tokens=scored.prompt_tokens),
+    )
+
+
+def tei_ranks(ranked: Sequence[RankedDocument], texts: Sequence[str] | None) -> TEIRanks:
+    """TEI's bare array; `texts` None leaves the texts out."""
+    return [
+        TEIRank(index=r.index, score=r.score, text=None if texts is None else texts[r.index]) for r in ranked
+    ]
+
+
+def score_response(scored: Scored, *, request_id: str, model: str) -> ScoreResponse:
+    return ScoreResponse(
+        id=request_id,
+        created=int(time.time()),
+        model=model,
+        data=[ScoreData(index=i, score=s) for i, s in enumerate(scored.scores)],
+        usage=usage(scored),
+    )
