@@ -6,7 +6,7 @@ This module imports nothing heavy: the loaders import `rerankd.models` (torch) o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -39,9 +39,6 @@ class ModelConfig:
     @property
     def name(self) -> str:
         return self.served_name or self.model
-
-    def with_(self, **changes: object) -> ModelConfig:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,6 @@ DEFAULT_OVERLAP_TOKENS = 32
 MIN_DOCUMENT_ROOM = 8  # tokens a document must at least get for its score to mean anything
 
 
-EngineConfig = BatchConfig  # the old name, kept for callers
-
-
 @dataclass(frozen=True)
 class Scored:
     """Scores in input order (probabilities, or log-odds when raw), and the tokens the model read."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from rerankd.config import DTYPE_CHOICES as _NAMES
 from rerankd.errors import ModelLoadError, UnsupportedModelError
 from rerankd.models.base import Family, ModelInfo, Scorer
 
@@ -32,7 +33,7 @@ _DTYPES = {
 # activations quantised per batch), CPU only. The model is loaded in fp32 first; embeddings, norms,
 # attention and the two yes/no rows stay fp32.
 INT8 = ("int8", "qint8")
-DTYPE_CHOICES = "auto, float32, bfloat16, float16 or int8"
+DTYPE_CHOICES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]
 
 _threads_configured = False
 
