@@ -56,6 +56,7 @@ class Engine(Protocol):
         max_chunks_per_doc: int | None = None,
         overlap_tokens: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored: ...
 
     async def score_pairs(
@@ -65,6 +66,7 @@ class Engine(Protocol):
         instruction: str | None = None,
         max_tokens_per_doc: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored: ...
 
 
@@ -176,8 +178,10 @@ class RerankEngine:
         max_chunks_per_doc: int | None = None,
         overlap_tokens: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored:
-        """Scores of `documents` for `query`, in input order."""
+        """Scores of `documents` for `query`, in input order. `truncate=False` refuses, before any model
+        work, an input too long for the model (TEI's `truncate: false`)."""
         if not documents:
             return Scored([], 0, 0)
         encoded, owners = await asyncio.to_thread(
@@ -189,6 +193,8 @@ class RerankEngine:
             max_chunks_per_doc,
             overlap_tokens,
         )
+        if not truncate:
+            _refuse_truncated(encoded, self.info.max_length)
         logits = await self.batcher.submit(encoded)
         if len(encoded) != len(documents):
             logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
@@ -201,6 +207,7 @@ class RerankEngine:
         instruction: str | None = None,
         max_tokens_per_doc: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored:
         """Scores of arbitrary (query, document) pairs, in input order (vLLM's score API)."""
 
@@ -216,7 +223,18 @@ class RerankEngine:
             return out
 
         encoded = await asyncio.to_thread(prepare)
+        if not truncate:
+            _refuse_truncated(encoded, self.info.max_length)
         return _scored(encoded, await self.batcher.submit(encoded), raw)
+
+
+def _refuse_truncated(encoded: Sequence[EncodedPair], max_length: int) -> None:
+    cut = sum(e.truncated for e in encoded)
+    if cut:
+        raise InvalidRequest(
+            f"{cut} input(s) are longer than the model's {max_length} tokens and truncate is false; "
+            "send truncate: true or shorter texts"
+        )
 
 
 def _scored(encoded: Sequence[EncodedPair], logits: list[float], raw: bool) -> Scored:

@@ -119,6 +119,7 @@ class RemoteEngine:
         max_chunks_per_doc: int | None = None,
         overlap_tokens: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored:
         if not documents:
             return Scored([], 0, 0)
@@ -132,6 +133,7 @@ class RemoteEngine:
             max_chunks_per_doc=max_chunks_per_doc,
             overlap_tokens=overlap_tokens,
             raw=raw,
+            truncate=truncate,
         )
         return scored
 
@@ -142,6 +144,7 @@ class RemoteEngine:
         instruction: str | None = None,
         max_tokens_per_doc: int | None = None,
         raw: bool = False,
+        truncate: bool = True,
     ) -> Scored:
         if not pairs:
             return Scored([], 0, 0)
@@ -152,5 +155,6 @@ class RemoteEngine:
             instruction=instruction,
             max_tokens_per_doc=max_tokens_per_doc,
             raw=raw,
+            truncate=truncate,
         )
         return scored

@@ -91,13 +91,8 @@ class ServingRerank:
             max_chunks_per_doc=req.max_chunks_per_doc,
             overlap_tokens=req.overlap_tokens,
             raw=req.wants_raw,
+            truncate=req.truncate is not False,
         )
-        # TODO(engine): pass truncate=False to the engine, which refuses at encode time.
-        if req.truncate is False and scored.truncated:
-            raise InvalidRequest(
-                f"{scored.truncated} input(s) are longer than the model's {engine.info.max_length} tokens "
-                "and truncate is false; send truncate: true or shorter texts"
-            )
         ranked = rank(scored.scores, top_n=req.top_n)
         if req.is_tei:
             return tei_ranks(ranked, texts if req.wants_documents else None)
