@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
 
 if TYPE_CHECKING:
+    from rerankd.models.base import Scorer
     from rerankd.reranker import Reranker
 
 DESCRIPTION = (
@@ -37,16 +39,21 @@ def create_app(
     settings: ServerSettings,
     *,
     engine: Engine | None = None,
+    scorer: Scorer | None = None,
     reranker: Reranker | None = None,
     mounts: Sequence[Mount] = (),
 ) -> FastAPI:
-    """`engine`: a ready-made engine (remote replicas); `reranker`: an already loaded model (tests,
-    embedding), served through an engine over its scorer; otherwise `settings.model` is loaded."""
+    """`engine`: a ready-made engine (remote replicas); `scorer` (or a `reranker`'s): an already loaded
+    model (tests, embedding), served through an engine over it; otherwise `settings.model` is loaded."""
     state = ServerState(settings)
+    if reranker is not None:
+        scorer = reranker.scorer
+        if settings.instruction is None and reranker.instruction is not None:
+            state.settings = settings = replace(settings, instruction=reranker.instruction)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(state.start(reranker, engine))
+        loading = asyncio.create_task(state.start(scorer, engine))
         app.state.loading = loading
         try:
             yield

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from rerankd.config import load_scorer
 from rerankd.engine.engine import Engine, RerankEngine
 from rerankd.errors import Unavailable
+from rerankd.models.base import Scorer
 from rerankd.reranker import Reranker
 from rerankd.server.metrics import Metrics
 from rerankd.server.settings import ServerSettings
@@ -89,21 +91,18 @@ class ServerState:
             )
         return Unavailable("the model is still loading; retry shortly", self.settings.retry_after)
 
-    async def start(self, reranker: Reranker | None = None, engine: Engine | None = None) -> None:
+    async def start(self, scorer: Scorer | None = None, engine: Engine | None = None) -> None:
         """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
-        `engine` replaces all of it with a ready-made engine (for example one backed by remote replicas)."""
+        `scorer`: an already loaded model; `engine` replaces all of it with a ready-made engine (for
+        example one backed by remote replicas)."""
         s = self.settings
         started: Engine | None = None
         try:
-            if engine is None and reranker is None:
-                reranker = await in_daemon_thread(reranker_from_settings, s)
             if engine is None:
-                assert reranker is not None
+                if scorer is None:
+                    scorer = await in_daemon_thread(load_scorer, s.model_config())
                 engine = RerankEngine(
-                    reranker.scorer,
-                    s.engine_config(),
-                    instruction=reranker.instruction,
-                    observe=self.metrics.observe_batch,
+                    scorer, s.batch_config(), instruction=s.instruction, observe=self.metrics.observe_batch
                 )
             started = engine
             await engine.start()
