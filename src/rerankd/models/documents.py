@@ -1,4 +1,5 @@
-"""Document length handling before templating: truncation to n tokens and overlapping chunks.
+"""Document length handling before templating, behind the scorers: truncation to n tokens and
+overlapping chunks.
 
 Cuts fall on token boundaries (from the tokenizer's offsets), so a chunk never splits a character.
 """
