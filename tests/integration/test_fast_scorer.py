@@ -197,43 +197,55 @@ def test_conversion_releases_nothing_still_in_use(qwen3_dir: Path, fp32: Reranke
     assert max_diff(again.score("capital", docs), fp32.score("capital", docs)) <= TOL
 
 
-def test_prefix_grouping_runs_once_per_plan_and_forward_reuses_it(
-    fp32: Reranker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rerankd.models import prefix
-
-    calls: list[int] = []
-    real = prefix.prefix_groups
-
-    def counted(seqs):  # type: ignore[no-untyped-def]
-        calls.append(len(seqs))
-        return real(seqs)
-
-    monkeypatch.setattr(prefix, "prefix_groups", counted)
-    scorer = fp32.scorer
-    encoded = [scorer.encode(q, d) for q, d in mixed_pairs(seed=4)]
-    batches = scorer.plan(encoded, 600, 8)
-    assert calls == [len(encoded)] and len(batches) > 2
-    logits = [0.0] * len(encoded)
-    for b in batches:
-        for i, value in zip(b.indices, scorer.forward(b), strict=True):
-            logits[i] = value
-    assert calls == [len(encoded)], "forward must not group again"
-    assert max_diff(logits, singles(scorer, encoded)) <= TOL
-    # The library front plans once per call too, however many batches it runs.
-    calls.clear()
-    fp32.score(QUERIES[0], [d for _, d in mixed_pairs(seed=6)])
-    assert len(calls) == 1
-
-
-async def test_an_engine_round_groups_once(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rerankd.config import BatchConfig
-    from rerankd.engine.engine import RerankEngine
+def count_grouping(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of every prefix grouping computed from now on."""
     from rerankd.models import prefix
 
     calls: list[int] = []
     real = prefix.prefix_groups
     monkeypatch.setattr(prefix, "prefix_groups", lambda seqs: calls.append(len(seqs)) or real(seqs))
+    return calls
+
+
+def test_prefix_grouping_runs_once_per_batch_in_plan_and_forward_reuses_it(
+    fp32: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerankd.models.prefix import budget_tokens, forward_tokens
+
+    calls = count_grouping(monkeypatch)
+    scorer = fp32.scorer
+    encoded = [scorer.encode(q, d) for q, d in mixed_pairs(seed=4)]
+    batches = scorer.plan(encoded, 600, 8)
+    # Once for the round (to cut it), then once per batch of two or more (to share within it).
+    assert calls == [len(encoded)] + [len(b) for b in batches if len(b) > 1] and len(batches) > 2
+    planned = len(calls)
+    logits = [0.0] * len(encoded)
+    for b in batches:
+        for i, value in zip(b.indices, scorer.forward(b), strict=True):
+            logits[i] = value
+        # What a batch carries is never worse than grouping it on its own, unless that overran the budget.
+        own = scorer.one_batch(b.pairs).groups
+        assert forward_tokens(b.pairs, b.groups) <= forward_tokens(b.pairs, own) or budget_tokens(
+            b.pairs, own
+        ) > max(600, budget_tokens(b.pairs, b.groups))
+    regrouped = sum(len(b) > 1 for b in batches)  # by one_batch above
+    assert len(calls) == planned + regrouped, "forward must not group again"
+    assert max_diff(logits, singles(scorer, encoded)) <= TOL
+    # The library front groups as much as one plan does, however many batches it runs.
+    docs = [d for _, d in mixed_pairs(seed=6)]
+    calls.clear()
+    fp32.score(QUERIES[0], docs)
+    scored = len(calls)
+    calls.clear()
+    fp32.scorer.plan(fp32.encode(QUERIES[0], docs), fp32.batch.max_batch_tokens, fp32.batch.max_batch_size)
+    assert scored == len(calls)
+
+
+async def test_an_engine_round_groups_only_in_plan(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerankd.config import BatchConfig
+    from rerankd.engine.engine import RerankEngine
+
+    calls = count_grouping(monkeypatch)
     r = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32")
     engine = RerankEngine(r.scorer, BatchConfig(max_batch_tokens=600, max_batch_size=4))
     docs = [d for _, d in mixed_pairs(seed=8, per_query=3)]
@@ -242,7 +254,9 @@ async def test_an_engine_round_groups_once(qwen3_dir: Path, monkeypatch: pytest.
         scored = await engine.rerank_scores(QUERIES[2], docs)
     finally:
         await engine.stop()
-    assert engine.batcher.batches_run > 1 and calls == [len(docs)]
+    served = list(calls)
+    plan = r.scorer.plan(r.encode(QUERIES[2], docs), 600, 4)
+    assert engine.batcher.batches_run == len(plan) > 1 and served == calls[len(served) :]
     assert max_diff(scored.scores, r.score(QUERIES[2], docs)) <= TOL
 
 

@@ -149,8 +149,8 @@ class YesNoScorer:
         return plan_shared(encoded, max_batch_tokens, max_batch_size)
 
     def one_batch(self, pairs: Sequence[EncodedPair]) -> PlannedBatch:
-        """All of `pairs` as one batch, unsplit, sharing prefixes when sharing is on (for tests and
-        warm-up; `plan` is what bounds a batch's size)."""
+        """All of `pairs` as one batch, unsplit, sharing prefixes when sharing is on (for tests that
+        need one forward pass over a given set; `plan` is what bounds a batch's size)."""
         return batch_with_prefixes(pairs) if self.share_prefix else PlannedBatch.of(pairs)
 
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -3,9 +3,10 @@ each group's prefix once, and the stand-in cache that lets the suffixes attend t
 
 Every pair of one query starts with the same tokens (system prompt, instruction, query). Pairs are
 grouped by their longest common *token-id* prefix (never a string prefix, so a BPE merge across the
-query/document boundary can only shorten what is shared). `plan_shared` computes the groups once per
-call and hands each batch its share of them (`PlannedBatch.groups`); the scorer's forward pass runs each
-group's prefix once and then only the suffixes, right-padded, attending to their group's keys/values.
+query/document boundary can only shorten what is shared). `plan_shared` groups a round's pairs once to
+cut it into batches, and each batch once more, handing it its groups (`PlannedBatch.groups`); the
+scorer's forward pass never groups: it runs each group's prefix once and then only the suffixes,
+right-padded, attending to their group's keys/values.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def plan_shared(
     paid; the sorted run is then cut into batches by dynamic programming over the cost of each batch:
     its rows padded to its longest suffix, plus the prefix of every group it holds (a prefix runs once
     per batch), plus a fixed cost per batch. A batch's cost must fit `max_batch_tokens`, which bounds
-    memory. The forward pass runs exactly what this cost model counted.
+    memory. Each batch then gets the groups that compute fewer tokens for it: the round's, or its
+    own pairs grouped afresh (once, here; forward never groups again).
     """
     groups = prefix_groups([e.input_ids for e in encoded])
     group_of = [0] * len(encoded)
@@ -111,18 +113,41 @@ def plan_shared(
         )
     out: list[PlannedBatch] = []
     for batch in cuts:
+        pairs = tuple(encoded[i] for i in batch)
         in_batch: dict[int, list[int]] = {}  # group → positions in this batch
         for pos, i in enumerate(batch):
             if shared[i] > 0:
                 in_batch.setdefault(group_of[i], []).append(pos)
-        out.append(
-            PlannedBatch(
-                tuple(batch),
-                tuple(encoded[i] for i in batch),
-                tuple(PrefixGroup(groups[gi].length, m) for gi, m in in_batch.items()),
-            )
-        )
+        best = tuple(PrefixGroup(groups[gi].length, m) for gi, m in in_batch.items())
+        if len(batch) > 1:
+            # The round's groups fit the budget, but a batch holds only some members of each: grouped on
+            # their own they may share differently (several queries' pairs under one template prefix).
+            # Take whichever runs fewer tokens; forward then runs exactly that.
+            own = batch_with_prefixes(pairs).groups
+            fits = budget_tokens(pairs, own) <= max(max_batch_tokens, budget_tokens(pairs, best))
+            if fits and forward_tokens(pairs, own) < forward_tokens(pairs, best):
+                best = own
+        out.append(PlannedBatch(tuple(batch), pairs, best))
     return out
+
+
+def _suffix_tokens(pairs: Sequence[EncodedPair], groups: Sequence[PrefixGroup]) -> int:
+    start = [0] * len(pairs)
+    for g, members in groups:
+        for i in members:
+            start[i] = g
+    return max((len(p) - s for p, s in zip(pairs, start, strict=True)), default=0) * len(pairs)
+
+
+def forward_tokens(pairs: Sequence[EncodedPair], groups: Sequence[PrefixGroup]) -> int:
+    """Token positions a forward pass computes, padding included: every group's prefix padded to the
+    longest one, then every row's suffix padded to the longest suffix."""
+    return _suffix_tokens(pairs, groups) + len(groups) * max((g for g, _ in groups), default=0)
+
+
+def budget_tokens(pairs: Sequence[EncodedPair], groups: Sequence[PrefixGroup]) -> int:
+    """A batch's size as the planner bounds it: padded suffixes plus each group's prefix."""
+    return _suffix_tokens(pairs, groups) + sum(g for g, _ in groups)
 
 
 def _cut(
