@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rerankd import Reranker
+from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, PlannedBatch, score_encoded, sigmoid
 from rerankd.models.causal_lm import YesNoScorer
 from rerankd.models.prefix import prefix_groups
@@ -284,6 +285,8 @@ def test_encode_truncation_matches_the_old_engine_side_cut(fp32: Reranker, n: in
             assert len(new) < len(full)
         else:
             assert new == full
+    with pytest.raises(InvalidRequest, match="keeps nothing"):
+        scorer.encode("capital?", TRUNCATION_DOCS[0], max_document_tokens=0)
 
 
 def test_encode_chunks_match_the_old_engine_side_chunks(fp32: Reranker) -> None:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from rerankd.errors import InvalidRequest
 from rerankd.models.base import PlannedBatch, sigmoid
 from rerankd.testing.fake import ANSWER, PREFIX, SPAN, FakeScorer, word_ids
 
@@ -56,6 +57,8 @@ def test_max_document_tokens_cuts_the_document_without_marking_truncation() -> N
     s = FakeScorer()
     cut = s.encode("q", "a b c d e f", max_document_tokens=2)
     assert cut == s.encode("q", "a b") and not cut.truncated
+    with pytest.raises(InvalidRequest, match="keeps nothing"):
+        s.encode("q", "a b", max_document_tokens=0)
 
 
 def test_chunks_are_overlapping_windows_of_the_document() -> None:

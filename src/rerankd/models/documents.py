@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rerankd.errors import InvalidRequest
+
 
 def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
@@ -16,6 +18,8 @@ def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:
 
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     """The longest head of `text` that is at most `max_tokens` tokens."""
+    if max_tokens < 1:  # offsets[-1] below would keep the whole text
+        raise InvalidRequest(f"a document cut to {max_tokens} tokens keeps nothing; send at least 1")
     offsets = _offsets(tokenizer, text)
     if len(offsets) <= max_tokens:
         return text

@@ -98,6 +98,8 @@ class FakeScorer:
     ) -> EncodedPair:
         doc = word_ids(document)
         if max_document_tokens is not None:
+            if max_document_tokens < 1:  # as the real scorers refuse it
+                raise InvalidRequest(f"a document cut to {max_document_tokens} tokens keeps nothing")
             doc = doc[:max_document_tokens]
         return self._pair(self._head(query, instruction), doc)
 
