@@ -117,7 +117,10 @@ class DynamicBatcher:
                 round_items, self._pending = self._pending, []
                 self._in_round = len(round_items)
                 try:
-                    for planned in self._plan(round_items):
+                    # Planning is Python work (grouping, a quadratic cut): on the inference thread, so the
+                    # event loop keeps answering meanwhile.
+                    plan = await loop.run_in_executor(self._executor, self._plan, round_items)
+                    for planned in plan:
                         items = [round_items[i] for i in planned.indices]
                         live = [i for i in items if not i.future.done()]
                         if len(live) == len(items):
