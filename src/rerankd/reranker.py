@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from rerankd.config import BatchConfig, ModelConfig, load_scorer
+from rerankd.config import BatchConfig, Family, ModelConfig, load_scorer
 from rerankd.errors import InvalidRequest
+from rerankd.models.base import EncodedPair, ModelInfo, Scorer, score_encoded, sigmoid
 from rerankd.ranking import rank, validate_top_n
 from rerankd.types import Document, DocumentLike, RerankResult, Usage, as_document
 
-if TYPE_CHECKING:
-    from rerankd.models.base import EncodedPair, Family, ModelInfo, Scorer
-
 
 class Reranker:
-    """A local reranker: a scoring backend plus ranking. Scores are probabilities in [0, 1]."""
+    """A local reranker: a Scorer plus ranking, scored in the calling thread (its async sibling over a
+    Scorer is `rerankd.engine.RerankEngine`). Scores are probabilities in [0, 1]."""
 
     def __init__(
         self,
@@ -73,9 +71,7 @@ class Reranker:
         return [self.scorer.encode(query, as_document(d).text, instruction=instr) for d in documents]
 
     def logits(self, encoded: Sequence[EncodedPair]) -> list[float]:
-        """Log-odds for encoded pairs, in input order (batched under the token budget)."""
-        from rerankd.models.base import score_encoded
-
+        """Log-odds for encoded pairs, in input order (the scorer's plan under the token budget)."""
         return score_encoded(
             self.scorer,
             encoded,
@@ -87,8 +83,6 @@ class Reranker:
         self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
     ) -> list[float]:
         """Relevance probabilities in input order."""
-        from rerankd.models.base import sigmoid
-
         return [sigmoid(x) for x in self.logits(self.encode(query, documents, instruction=instruction))]
 
     def rerank(
@@ -104,8 +98,6 @@ class Reranker:
         validate_top_n(top_n)
         docs: list[Document] = [as_document(d) for d in documents]
         encoded = self.encode(query, docs, instruction=instruction)
-        from rerankd.models.base import sigmoid
-
         scores = [sigmoid(x) for x in self.logits(encoded)]
         return RerankResult(
             results=rank(scores, docs, top_n=top_n, return_documents=return_documents),

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from rerankd import Reranker
-from rerankd.models.base import EncodedPair, score_encoded, sigmoid
-from rerankd.models.causal_lm import YesNoScorer, prefix_groups
+from rerankd.errors import InvalidRequest
+from rerankd.models.base import EncodedPair, PlannedBatch, score_encoded, sigmoid
+from rerankd.models.causal_lm import YesNoScorer
+from rerankd.models.prefix import prefix_groups
 from rerankd.testing.reference import ReferenceQwen3Reranker
 
 TOL = 1e-5
@@ -46,7 +48,12 @@ def mixed_pairs(seed: int = 3, per_query: int = 7) -> list[tuple[str, str]]:
 
 
 def singles(scorer: YesNoScorer, encoded: list[EncodedPair]) -> list[float]:
-    return [scorer.forward([e])[0] for e in encoded]
+    return [scorer.forward(PlannedBatch.of([e]))[0] for e in encoded]
+
+
+def whole(scorer: YesNoScorer, encoded: list[EncodedPair]) -> list[float]:
+    """All pairs in one forward pass, sharing what their prefixes allow."""
+    return scorer.forward(scorer.one_batch(encoded))
 
 
 def max_diff(a: list[float], b: list[float]) -> float:
@@ -86,9 +93,9 @@ def test_shared_prefix_matches_each_pair_alone(fp32: Reranker) -> None:
     scorer = fp32.scorer
     assert isinstance(scorer, YesNoScorer) and scorer.share_prefix
     encoded = [scorer.encode(q, d) for q, d in mixed_pairs()]
-    groups = prefix_groups([e.input_ids for e in encoded])
-    assert len([g for g, _ in groups if g > 0]) >= 2, "the batch must exercise several prefixes"
-    assert max_diff(scorer.forward(encoded), singles(scorer, encoded)) <= TOL
+    batch = scorer.one_batch(encoded)
+    assert len(batch.groups) >= 2, "the batch must exercise several prefixes"
+    assert max_diff(scorer.forward(batch), singles(scorer, encoded)) <= TOL
 
 
 def test_shared_prefix_matches_reference(fp32: Reranker, qwen3_dir: Path) -> None:
@@ -106,7 +113,7 @@ def test_prefix_that_is_a_whole_pair(fp32: Reranker) -> None:
     base = fp32.scorer.encode("capital", "Beijing").input_ids
     longer = base + tok.encode(" more text after the answer slot", add_special_tokens=False)
     encoded = [EncodedPair(base), EncodedPair(longer), EncodedPair(base)]
-    assert max_diff(fp32.scorer.forward(encoded), singles(fp32.scorer, encoded)) <= TOL
+    assert max_diff(whole(fp32.scorer, encoded), singles(fp32.scorer, encoded)) <= TOL
 
 
 def test_plan_covers_every_pair_under_budget(fp32: Reranker) -> None:
@@ -114,14 +121,18 @@ def test_plan_covers_every_pair_under_budget(fp32: Reranker) -> None:
     encoded = [scorer.encode(q, d) for q, d in mixed_pairs(per_query=12)]
     budget = 2000
     batches = scorer.plan(encoded, budget, 16)
-    assert sorted(i for b in batches for i in b) == list(range(len(encoded)))
+    assert sorted(i for b in batches for i in b.indices) == list(range(len(encoded)))
     assert all(len(b) <= 16 for b in batches)
+    assert any(b.groups for b in batches)
     for b in batches:
+        assert b.pairs == tuple(encoded[i] for i in b.indices)
+        shared = {i: g for g, m in b.groups for i in m}
+        for g, members in b.groups:  # what forward will share really is shared, and leaves a last token
+            assert all(b.pairs[i].input_ids[:g] == b.pairs[members[0]].input_ids[:g] for i in members)
+            assert all(len(b.pairs[i]) > g for i in members)
         if len(b) > 1:
-            groups = prefix_groups([encoded[i].input_ids for i in b])
-            shared = {i: g for g, m in groups for i in m}
-            width = max(len(encoded[b[k]]) - shared[k] for k in range(len(b)))
-            assert width * len(b) <= budget
+            width = max(len(p) - shared.get(k, 0) for k, p in enumerate(b.pairs))
+            assert width * len(b) + sum(g for g, _ in b.groups) <= budget
     scores = score_encoded(scorer, encoded, max_batch_tokens=budget, max_batch_size=16)
     assert max_diff(scores, singles(scorer, encoded)) <= TOL
 
@@ -131,7 +142,7 @@ def test_sharing_off_gives_same_scores(qwen3_dir: Path, fp32: Reranker) -> None:
     plain = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32")
     plain.scorer.share_prefix = False  # type: ignore[attr-defined]
     enc = [fp32.scorer.encode(q, d) for q, d in pairs]
-    assert max_diff(fp32.scorer.forward(enc), plain.scorer.forward(enc)) <= TOL
+    assert max_diff(whole(fp32.scorer, enc), whole(plain.scorer, enc)) <= TOL
 
 
 def test_eager_attention_takes_the_additive_mask(qwen3_dir: Path, fp32: Reranker) -> None:
@@ -143,7 +154,7 @@ def test_eager_attention_takes_the_additive_mask(qwen3_dir: Path, fp32: Reranker
     eager = YesNoScorer(model, fp32.scorer.tokenizer, info=fp32.info)
     assert eager.share_prefix
     enc = [fp32.scorer.encode(q, d) for q, d in mixed_pairs(seed=9, per_query=3)]
-    assert max_diff(eager.forward(enc), fp32.scorer.forward(enc)) <= TOL
+    assert max_diff(whole(eager, enc), whole(fp32.scorer, enc)) <= TOL
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [("bfloat16", BF16_DRIFT), ("int8", INT8_DRIFT)])
@@ -170,7 +181,7 @@ def test_int8_replaces_backbone_linears_only(qwen3_dir: Path) -> None:
 
 def test_int8_is_cpu_only(qwen3_dir: Path) -> None:
     from rerankd.errors import ModelLoadError
-    from rerankd.models.loading import resolve_dtype
+    from rerankd.models.precision import resolve_dtype
 
     with pytest.raises(ModelLoadError, match="CPU only"):
         resolve_dtype("int8", torch.device("cuda"))
@@ -185,3 +196,122 @@ def test_conversion_releases_nothing_still_in_use(qwen3_dir: Path, fp32: Reranke
     again = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32")
     docs = ["Beijing is the capital.", "Gravity is a force.", ""]
     assert max_diff(again.score("capital", docs), fp32.score("capital", docs)) <= TOL
+
+
+def count_grouping(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of every prefix grouping computed from now on."""
+    from rerankd.models import prefix
+
+    calls: list[int] = []
+    real = prefix.prefix_groups
+    monkeypatch.setattr(prefix, "prefix_groups", lambda seqs: calls.append(len(seqs)) or real(seqs))
+    return calls
+
+
+def test_prefix_grouping_runs_once_per_batch_in_plan_and_forward_reuses_it(
+    fp32: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerankd.models.prefix import budget_tokens, forward_tokens
+
+    calls = count_grouping(monkeypatch)
+    scorer = fp32.scorer
+    encoded = [scorer.encode(q, d) for q, d in mixed_pairs(seed=4)]
+    batches = scorer.plan(encoded, 600, 8)
+    # Once for the round (to cut it), then once per batch of two or more (to share within it).
+    assert calls == [len(encoded)] + [len(b) for b in batches if len(b) > 1] and len(batches) > 2
+    planned = len(calls)
+    logits = [0.0] * len(encoded)
+    for b in batches:
+        for i, value in zip(b.indices, scorer.forward(b), strict=True):
+            logits[i] = value
+        # What a batch carries is never worse than grouping it on its own, unless that overran the budget.
+        own = scorer.one_batch(b.pairs).groups
+        assert forward_tokens(b.pairs, b.groups) <= forward_tokens(b.pairs, own) or budget_tokens(
+            b.pairs, own
+        ) > max(600, budget_tokens(b.pairs, b.groups))
+    regrouped = sum(len(b) > 1 for b in batches)  # by one_batch above
+    assert len(calls) == planned + regrouped, "forward must not group again"
+    assert max_diff(logits, singles(scorer, encoded)) <= TOL
+    # The library front groups as much as one plan does, however many batches it runs.
+    docs = [d for _, d in mixed_pairs(seed=6)]
+    calls.clear()
+    fp32.score(QUERIES[0], docs)
+    scored = len(calls)
+    calls.clear()
+    fp32.scorer.plan(fp32.encode(QUERIES[0], docs), fp32.batch.max_batch_tokens, fp32.batch.max_batch_size)
+    assert scored == len(calls)
+
+
+async def test_an_engine_round_groups_only_in_plan(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerankd.config import BatchConfig
+    from rerankd.engine.engine import RerankEngine
+
+    calls = count_grouping(monkeypatch)
+    r = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32")
+    engine = RerankEngine(r.scorer, BatchConfig(max_batch_tokens=600, max_batch_size=4))
+    docs = [d for _, d in mixed_pairs(seed=8, per_query=3)]
+    await engine.start()
+    try:
+        scored = await engine.rerank_scores(QUERIES[2], docs)
+    finally:
+        await engine.stop()
+    served = list(calls)
+    plan = r.scorer.plan(r.encode(QUERIES[2], docs), 600, 4)
+    assert engine.batcher.batches_run == len(plan) > 1 and served == calls[len(served) :]
+    assert max_diff(scored.scores, r.score(QUERIES[2], docs)) <= TOL
+
+
+TRUNCATION_DOCS = [
+    "The capital of China is Beijing, a city of some twenty million people.",
+    "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "🚀🙂 emoji and text 🎉 mixed together 🙂",
+    "short",
+    "",
+]
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 20])
+def test_encode_truncation_matches_the_old_engine_side_cut(fp32: Reranker, n: int) -> None:
+    from rerankd.engine.documents import truncate_text  # the engine used to cut text with this
+
+    scorer = fp32.scorer
+    tok = scorer.tokenizer  # type: ignore[attr-defined]
+    for doc in TRUNCATION_DOCS:
+        old = scorer.encode("capital?", truncate_text(tok, doc, n), instruction="find it")
+        new = scorer.encode("capital?", doc, instruction="find it", max_document_tokens=n)
+        assert new == old and not new.truncated
+        full = scorer.encode("capital?", doc, instruction="find it")
+        if len(tok.encode(doc, add_special_tokens=False)) > n:  # it really cut something
+            assert len(new) < len(full)
+        else:
+            assert new == full
+    with pytest.raises(InvalidRequest, match="keeps nothing"):
+        scorer.encode("capital?", TRUNCATION_DOCS[0], max_document_tokens=0)
+
+
+def test_encode_chunks_match_the_old_engine_side_chunks(fp32: Reranker) -> None:
+    from rerankd.engine.documents import chunk_text
+
+    scorer = fp32.scorer
+    doc = "Rivers, mountains and deserts cover much of the country. " * 6 + "北京是首都。🙂"
+    parts = chunk_text(scorer.tokenizer, doc, 12, 3, 5)  # type: ignore[attr-defined]
+    chunks = scorer.encode_chunks("q", doc, chunk_tokens=12, overlap_tokens=3, max_chunks=5)
+    assert len(chunks) == 5 and chunks == [scorer.encode("q", p) for p in parts]
+    assert scorer.encode_chunks("q", "short", chunk_tokens=12, overlap_tokens=3, max_chunks=5) == [
+        scorer.encode("q", "short")
+    ]
+    assert scorer.room("q") == scorer.info.max_length - len(scorer.encode("q", ""))
+
+
+def test_cross_encoder_truncation_and_chunks_behind_encode(cross_encoder_dir: Path) -> None:
+    from rerankd.engine.documents import chunk_text, truncate_text
+
+    ce = Reranker.from_pretrained(str(cross_encoder_dir), device="cpu", dtype="float32").scorer
+    tok = ce.tokenizer  # type: ignore[attr-defined]
+    doc = "gravity is a force that attracts two bodies towards each other " * 3
+    assert ce.encode("q", doc, max_document_tokens=4) == ce.encode("q", truncate_text(tok, doc, 4))
+    chunks = ce.encode_chunks("q", doc, chunk_tokens=6, overlap_tokens=2, max_chunks=3)
+    assert chunks == [ce.encode("q", p) for p in chunk_text(tok, doc, 6, 2, 3)] and len(chunks) == 3
+    batches = ce.plan(chunks, 10**6, 8)
+    assert len(batches) == 1 and not batches[0].groups
+    assert len(score_encoded(ce, chunks, max_batch_tokens=10**6)) == 3

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from rerankd.models.base import sigmoid
+from rerankd.errors import InvalidRequest
+from rerankd.models.base import PlannedBatch, sigmoid
 from rerankd.testing.fake import ANSWER, PREFIX, SPAN, FakeScorer, word_ids
 
 
@@ -25,11 +26,11 @@ def test_scores_follow_lexical_overlap_and_are_deterministic() -> None:
     query = "capital of France"
     docs = ["Paris is the capital of FRANCE.", "the capital of Germany", "bananas"]
     pairs = [s.encode(query, d) for d in docs]
-    full, partial, none = s.forward(pairs)
+    full, partial, none = s.forward(PlannedBatch.of(pairs))
     assert (full, partial, none) == (SPAN / 2, pytest.approx(SPAN * (2 / 3 - 0.5)), -SPAN / 2)
     assert sigmoid(full) > sigmoid(partial) > sigmoid(none)
     # A pair's score does not depend on its batch, and a new scorer gives the same ids and scores.
-    assert s.forward(pairs[::-1]) == [none, partial, full]
+    assert s.forward(PlannedBatch.of(pairs[::-1])) == [none, partial, full]
     assert FakeScorer().encode(query, docs[0]) == pairs[0]
     assert s.batches == [3, 3]
 
@@ -56,6 +57,8 @@ def test_max_document_tokens_cuts_the_document_without_marking_truncation() -> N
     s = FakeScorer()
     cut = s.encode("q", "a b c d e f", max_document_tokens=2)
     assert cut == s.encode("q", "a b") and not cut.truncated
+    with pytest.raises(InvalidRequest, match="keeps nothing"):
+        s.encode("q", "a b", max_document_tokens=0)
 
 
 def test_chunks_are_overlapping_windows_of_the_document() -> None:
@@ -76,10 +79,10 @@ def test_plan_covers_every_pair_once_within_the_budget() -> None:
     s = FakeScorer()
     pairs = [s.encode("q", " ".join(["w"] * n)) for n in (1, 30, 5, 12, 30, 2)]
     plan = s.plan(pairs, max_batch_tokens=120, max_batch_size=3)
-    assert sorted(i for b in plan for i in b) == list(range(len(pairs)))
+    assert sorted(i for b in plan for i in b.indices) == list(range(len(pairs)))
     for b in plan:
-        assert len(b) <= 3
-        assert max(len(pairs[i]) for i in b) * len(b) <= 120 or len(b) == 1
+        assert len(b) <= 3 and b.pairs == tuple(pairs[i] for i in b.indices) and b.groups == ()
+        assert b.padded_tokens <= 120 or len(b) == 1
 
 
 def test_words_are_case_insensitive_and_stable() -> None:

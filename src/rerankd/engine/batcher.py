@@ -1,8 +1,10 @@
 """Asyncio dynamic batcher: concurrent requests are scored together under a token budget.
 
-Each pair gets its own future, so one request can span batches and batches can mix requests. Pending
-pairs are sorted by length before they are cut into batches (little padding); the model runs on one
-worker thread, so the event loop never blocks on it. The queue is bounded: past it, Overloaded (429).
+Each pair gets its own future, so one request can span batches and batches can mix requests. Each round
+of pending pairs is cut into batches by the scorer's `plan` (sorted by length, shared prefixes counted
+once) and each planned batch goes to its `forward`, which reuses what the plan computed; the model runs
+on one worker thread, so the event loop never blocks on it. The queue is bounded: past it, Overloaded
+(429).
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rerankd.errors import InvalidRequest, Overloaded, Unavailable
-from rerankd.models.base import EncodedPair, plan_batches
+from rerankd.models.base import EncodedPair, PlannedBatch, Scorer, score_encoded
 
 log = logging.getLogger("rerankd.batcher")
 
 BatchObserver = Callable[[int, int], None]  # (pairs, padded tokens) per batch run
-Planner = Callable[[Sequence[EncodedPair], int, int], list[list[int]]]  # pairs, budget, size → batches
 
 
 @dataclass
@@ -32,16 +33,14 @@ class _Item:
 class DynamicBatcher:
     def __init__(
         self,
-        forward: Callable[[Sequence[EncodedPair]], list[float]],
+        scorer: Scorer,
         *,
         max_batch_tokens: int,
         max_batch_size: int = 64,
         max_queue: int = 4096,
         observe: BatchObserver | None = None,
-        plan: Planner | None = None,
     ) -> None:
-        self._forward = forward
-        self._plan = plan or (lambda pairs, budget, size: plan_batches([len(p) for p in pairs], budget, size))
+        self._scorer = scorer
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -77,7 +76,13 @@ class DynamicBatcher:
 
     def run_sync(self, pairs: Sequence[EncodedPair]) -> list[float]:
         """Score on the inference thread's executor, outside the queue (warm-up)."""
-        return self._executor.submit(self._forward, pairs).result()
+        return self._executor.submit(
+            score_encoded,
+            self._scorer,
+            pairs,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_size=self.max_batch_size,
+        ).result()
 
     async def submit(self, pairs: Sequence[EncodedPair]) -> list[float]:
         """Log-odds for `pairs`, in order, once every batch holding one of them has run."""
@@ -112,29 +117,37 @@ class DynamicBatcher:
                 round_items, self._pending = self._pending, []
                 self._in_round = len(round_items)
                 try:
-                    plan = self._plan(
-                        [i.pair for i in round_items], self.max_batch_tokens, self.max_batch_size
-                    )
-                    for batch_ix in plan:
-                        batch = [round_items[i] for i in batch_ix if not round_items[i].future.done()]
-                        if batch:
-                            await self._run_batch(loop, batch)
-                        self._in_round -= len(batch_ix)
+                    # Planning is Python work (grouping, a quadratic cut): on the inference thread, so the
+                    # event loop keeps answering meanwhile.
+                    plan = await loop.run_in_executor(self._executor, self._plan, round_items)
+                    for planned in plan:
+                        items = [round_items[i] for i in planned.indices]
+                        live = [i for i in items if not i.future.done()]
+                        if len(live) == len(items):
+                            await self._run_batch(loop, planned, items)
+                        elif live:  # some waiters left: plan the rest again rather than score for no one
+                            for sub in self._plan(live):
+                                await self._run_batch(loop, sub, [live[i] for i in sub.indices])
+                        self._in_round -= len(items)
                 except Exception as e:  # never let one bad round stop the worker: fail its waiters
                     log.exception("a round of %d pairs failed", len(round_items))
                     _fail([i for i in round_items if not i.future.done()], e)
                 finally:
                     self._in_round = 0
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
-        pairs = [i.pair for i in batch]
+    def _plan(self, items: Sequence[_Item]) -> list[PlannedBatch]:
+        return self._scorer.plan([i.pair for i in items], self.max_batch_tokens, self.max_batch_size)
+
+    async def _run_batch(
+        self, loop: asyncio.AbstractEventLoop, planned: PlannedBatch, batch: list[_Item]
+    ) -> None:
         try:
-            logits = await loop.run_in_executor(self._executor, self._forward, pairs)
+            logits = await loop.run_in_executor(self._executor, self._scorer.forward, planned)
             if len(logits) != len(batch):
                 raise RuntimeError(f"the model returned {len(logits)} scores for {len(batch)} pairs")
             self.batches_run += 1
             if self._observe is not None:
-                self._observe(len(pairs), max(len(p) for p in pairs) * len(pairs))
+                self._observe(len(batch), planned.padded_tokens)
         except Exception as e:  # a model failure fails this batch's requests, not the server
             log.exception("batch of %d pairs failed", len(batch))
             _fail(batch, e)

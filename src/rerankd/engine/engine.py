@@ -1,5 +1,6 @@
-"""RerankEngine: a Reranker behind the dynamic batcher, with the request-level document handling
-(truncation to n tokens, chunking with max-pooling) that the HTTP dialects ask for."""
+"""RerankEngine: a Scorer behind the dynamic batcher, with the request-level document handling
+(truncation to n tokens, chunking with max-pooling) that the HTTP dialects ask for. The scorer cuts the
+documents (`encode(max_document_tokens=)`, `encode_chunks`); the engine only decides the sizes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Protocol
 
 from rerankd.config import BatchConfig
 from rerankd.engine.batcher import BatchObserver, DynamicBatcher
-from rerankd.engine.documents import chunk_text, truncate_text
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, sigmoid
 from rerankd.ranking import max_pool
@@ -85,12 +85,11 @@ class RerankEngine:
         self._instruction = instruction
         self.config = config or BatchConfig()
         self.batcher = DynamicBatcher(
-            scorer.forward,
+            scorer,
             max_batch_tokens=self.config.max_batch_tokens,
             max_batch_size=self.config.max_batch_size,
             max_queue=self.config.max_queue,
             observe=observe,
-            plan=getattr(scorer, "plan", None),  # optional on the protocol: the yes/no scorer has its own
         )
 
     @property
@@ -101,9 +100,8 @@ class RerankEngine:
     def instruction(self) -> str | None:
         return self._instruction
 
-    def _encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[EncodedPair]:
-        instr = instruction if instruction is not None else self._instruction
-        return [self.scorer.encode(query, d, instruction=instr) for d in documents]
+    def _instr(self, instruction: str | None) -> str | None:
+        return instruction if instruction is not None else self._instruction
 
     @property
     def depth(self) -> int:
@@ -118,11 +116,9 @@ class RerankEngine:
 
     def warm_up(self) -> None:
         """One real forward pass (blocking), so the first request does not pay for lazy initialisation."""
-        pairs = self._encode("warm-up query", ["a short document", "another, slightly longer document"], None)
-        self.batcher.run_sync(pairs)
-
-    def _tokenizer(self) -> object:
-        return getattr(self.scorer, "tokenizer", None)
+        instr = self._instr(None)
+        docs = ["a short document", "another, slightly longer document"]
+        self.batcher.run_sync([self.scorer.encode("warm-up query", d, instruction=instr) for d in docs])
 
     def _room(self, query: str, instruction: str | None) -> int:
         """Tokens left for a document once the template, instruction and query are in.
@@ -130,11 +126,11 @@ class RerankEngine:
         The scorer truncates the body's tail, so a query that fills the model's length would silently
         cut every document away and score them all alike: refuse it instead.
         """
-        overhead = len(self._encode(query, [""], instruction=instruction)[0])
-        room = self.info.max_length - overhead
+        room = self.scorer.room(query, self._instr(instruction))
         if self.info.family == "yes_no" and room < MIN_DOCUMENT_ROOM:
             raise InvalidRequest(
-                f"the query and instruction take {overhead} of the model's {self.info.max_length} tokens, "
+                f"the query and instruction take {self.info.max_length - room} of the model's "
+                f"{self.info.max_length} tokens, "
                 "leaving no room for the documents; shorten the query"
             )
         return room
@@ -149,24 +145,31 @@ class RerankEngine:
         overlap_tokens: int | None,
     ) -> tuple[list[EncodedPair], list[int]]:
         """Encode pairs (blocking: run in a thread). Returns the pairs and, per pair, its document."""
-        tokenizer = self._tokenizer()
         room = self._room(query, instruction)
-        texts = list(documents)
-        owners = list(range(len(texts)))
-        if max_chunks_per_doc is not None and max_chunks_per_doc > 1 and tokenizer is not None:
+        instr = self._instr(instruction)
+        if max_chunks_per_doc is not None and max_chunks_per_doc > 1:
             # Chunks as long as the room the template and query leave, or max_tokens_per_doc if shorter.
             size = max(1, min(room, max_tokens_per_doc or room))
             overlap = DEFAULT_OVERLAP_TOKENS if overlap_tokens is None else overlap_tokens
-            chunked: list[str] = []
-            owners = []
-            for i, t in enumerate(texts):
-                parts = chunk_text(tokenizer, t, size, min(overlap, size // 2), max_chunks_per_doc)
-                chunked += parts
+            encoded: list[EncodedPair] = []
+            owners: list[int] = []
+            for i, d in enumerate(documents):
+                parts = self.scorer.encode_chunks(
+                    query,
+                    d,
+                    instruction=instr,
+                    chunk_tokens=size,
+                    overlap_tokens=min(overlap, size // 2),
+                    max_chunks=max_chunks_per_doc,
+                )
+                encoded += parts
                 owners += [i] * len(parts)
-            texts = chunked
-        elif max_tokens_per_doc is not None and tokenizer is not None:
-            texts = [truncate_text(tokenizer, t, max_tokens_per_doc) for t in texts]
-        return self._encode(query, texts, instruction=instruction), owners
+            return encoded, owners
+        encoded = [
+            self.scorer.encode(query, d, instruction=instr, max_document_tokens=max_tokens_per_doc)
+            for d in documents
+        ]
+        return encoded, list(range(len(documents)))
 
     async def rerank_scores(
         self,
@@ -212,15 +215,13 @@ class RerankEngine:
         """Scores of arbitrary (query, document) pairs, in input order (vLLM's score API)."""
 
         def prepare() -> list[EncodedPair]:
-            tokenizer = self._tokenizer()
-            out: list[EncodedPair] = []
             for q in {q for q, _ in pairs}:
                 self._room(q, instruction)
-            for q, d in pairs:
-                if max_tokens_per_doc is not None and tokenizer is not None:
-                    d = truncate_text(tokenizer, d, max_tokens_per_doc)
-                out += self._encode(q, [d], instruction=instruction)
-            return out
+            instr = self._instr(instruction)
+            return [
+                self.scorer.encode(q, d, instruction=instr, max_document_tokens=max_tokens_per_doc)
+                for q, d in pairs
+            ]
 
         encoded = await asyncio.to_thread(prepare)
         if not truncate:

@@ -4,36 +4,26 @@ P(yes) = softmax([l_no, l_yes])[1] = sigmoid(l_yes - l_no), so only the last pos
 two rows of the LM head are needed, never the vocabulary-wide logits. Both rows are applied in fp32,
 whatever dtype the model runs in.
 
-Prefix reuse: every pair of one query starts with the same tokens (system prompt, instruction, query).
-`forward` groups the pairs of a batch by their longest common *token-id* prefix (never a string prefix,
-so a BPE merge across the query/document boundary can only shorten what is shared), runs each group's
-prefix once, and then runs only the suffixes, right-padded, attending to their group's keys/values.
-The prefix keys/values are prepended per layer, one layer at a time (no cache of the whole batch is
-kept), and the pairs of several queries share one suffix pass.
+Prefix reuse (`rerankd.models.prefix`): `plan` groups the pairs by a shared token prefix once and hands
+each batch its groups; `forward` runs each group's prefix once, then only the suffixes, right-padded,
+attending to their group's keys/values. The prefix keys/values are prepended per layer, one layer at a
+time (no cache of the whole batch is kept), and the pairs of several queries share one suffix pass.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from rerankd.errors import InvalidRequest, UnsupportedModelError
-from rerankd.models.base import EncodedPair, ModelInfo
+from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, PrefixGroup, plan_by_length
+from rerankd.models.documents import chunk_text, truncate_text
+from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
 from rerankd.templates import QWEN3_RERANKER, YesNoTemplate
 
-log = logging.getLogger(__name__)
-
-# A group's prefix pass costs a little beyond its tokens (one more row, one more mask); below this many
-# saved tokens sharing is not worth it.
-GROUP_OVERHEAD_TOKENS = 4
-# A batch's fixed cost in tokens (smaller matrix multiplies run further from peak, per-call overhead):
-# the planner takes a few padded tokens over one more batch.
-BATCH_OVERHEAD_TOKENS = 64
-PLAN_EXACT_LIMIT = 512
 # On CPU, one forward pass of ~4k tokens already runs the matrix multiplies near peak; more only adds
 # activation memory (about 60 KiB per token in fp32 for Qwen3-0.6B).
 CPU_FORWARD_TOKENS = 4096
@@ -45,89 +35,6 @@ def single_token_id(tokenizer: Any, token: str) -> int | None:
     if tid is None or tid == tokenizer.unk_token_id:
         return None
     return int(tid)
-
-
-def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def prefix_groups(seqs: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
-    """Partition sequences into groups that share a token prefix: [(prefix_length, [indices])].
-
-    Sequences sorted lexicographically put every shared prefix in one contiguous run, and the common
-    prefix of a run is the minimum of its neighbours' common prefixes (an LCP array). Each run either
-    stays one group sharing that minimum, or splits where the minimum is reached into runs that share
-    more; the choice that computes fewer tokens wins (exact, by recursion on the LCP array). A shared
-    prefix always leaves at least one token to each member, so every last position lies in the suffix.
-    Indices with prefix_length 0 share nothing.
-    """
-    n = len(seqs)
-    if n == 0:
-        return []
-    order = sorted(range(n), key=lambda i: list(seqs[i]))
-    adj = [_lcp(seqs[order[k]], seqs[order[k + 1]]) for k in range(n - 1)]
-    lens = [len(seqs[i]) for i in order]
-
-    def best(lo: int, hi: int) -> tuple[int, list[tuple[int, list[int]]]]:
-        # Cost in tokens computed, groups, for order[lo:hi].
-        if hi - lo == 1:
-            return lens[lo], [(0, [order[lo]])]
-        g_raw = min(adj[lo : hi - 1])
-        g = min(g_raw, min(lens[lo:hi]) - 1)
-        total = sum(lens[lo:hi])
-        whole = total - (hi - lo - 1) * g + GROUP_OVERHEAD_TOKENS if g > 0 else total
-        split_groups: list[tuple[int, list[int]]] = []
-        split_cost, start = 0, lo
-        for k in range(lo, hi - 1):
-            if adj[k] == g_raw:
-                c, gs = best(start, k + 1)
-                split_cost, split_groups, start = split_cost + c, split_groups + gs, k + 1
-        c, gs = best(start, hi)
-        split_cost, split_groups = split_cost + c, split_groups + gs
-        if start == lo:  # no split point (cannot happen: the minimum is always reached somewhere)
-            split_cost = total
-            split_groups = [(0, [order[i]]) for i in range(lo, hi)]
-        if g > 0 and whole < split_cost:
-            return whole, [(g, [order[i] for i in range(lo, hi)])]
-        return split_cost, split_groups
-
-    return best(0, n)[1]
-
-
-class _PrefixKV:
-    """Duck-typed stand-in for a transformers Cache. Recording: keeps each layer's keys/values of the
-    prefix pass. Prepending: returns [prefix of this row's group ; the suffix's own] for each layer,
-    storing nothing, so only one layer's concatenation is alive at a time."""
-
-    is_compileable = False
-
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.rows: torch.Tensor | None = None  # group index of each suffix row, or None (one group)
-        self.recording = True
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.recording:
-            self.keys.append(key_states)
-            self.values.append(value_states)
-            return key_states, value_states
-        k, v = self.keys[layer_idx], self.values[layer_idx]
-        b = key_states.shape[0]
-        if self.rows is None:
-            k, v = k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)
-        else:
-            k, v = k.index_select(0, self.rows), v.index_select(0, self.rows)
-        return torch.cat([k, key_states], dim=2), torch.cat([v, value_states], dim=2)
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return 0 if self.recording or not self.keys else int(self.keys[0].shape[2])
 
 
 class YesNoScorer:
@@ -190,7 +97,16 @@ class YesNoScorer:
             and getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
         )
 
-    def encode(self, query: str, document: str, *, instruction: str | None = None) -> EncodedPair:
+    def encode(
+        self,
+        query: str,
+        document: str,
+        *,
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+    ) -> EncodedPair:
+        if max_document_tokens is not None:
+            document = truncate_text(self.tokenizer, document, max_document_tokens)
         prompt = self.template.build(query, document, instruction)
         prefix = self.prefix_ids if prompt.prefix == self.template.prefix else self._ids(prompt.prefix)
         suffix = self.suffix_ids if prompt.suffix == self.template.suffix else self._ids(prompt.suffix)
@@ -204,61 +120,38 @@ class YesNoScorer:
         # Cut the body's tail, never the suffix: the last token must stay the answer slot.
         return EncodedPair(prefix + body[:room] + suffix, truncated=len(body) > room)
 
+    def encode_chunks(
+        self,
+        query: str,
+        document: str,
+        *,
+        instruction: str | None = None,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        max_chunks: int,
+    ) -> list[EncodedPair]:
+        parts = chunk_text(self.tokenizer, document, chunk_tokens, overlap_tokens, max_chunks)
+        return [self.encode(query, part, instruction=instruction) for part in parts]
+
+    def room(self, query: str, instruction: str | None = None) -> int:
+        return self.info.max_length - len(self.encode(query, "", instruction=instruction))
+
     def plan(
         self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
-    ) -> list[list[int]]:
-        """Batches for `score_encoded`, fewest tokens computed under the budget.
-
-        Pairs are sorted by the length left once their group's shared prefix is paid; the sorted run is
-        then cut into batches by dynamic programming over the cost of each batch: its rows padded to
-        its longest suffix, plus the prefix of every group it holds (a prefix runs once per batch),
-        plus a fixed cost per batch. A batch's cost must fit `max_batch_tokens`, which bounds memory.
-        """
-        from rerankd.models.base import plan_batches
-
+    ) -> list[PlannedBatch]:
+        """Batches under the budget (and, on CPU, under `max_forward_tokens`), fewest tokens computed:
+        with prefix sharing, `plan_shared` groups the pairs once and each batch carries its groups."""
+        if self.max_forward_tokens is not None:
+            # Bigger passes than this only cost memory on CPU: the matrix multiplies are already near peak.
+            max_batch_tokens = min(max_batch_tokens, self.max_forward_tokens)
         if not self.share_prefix or len(encoded) < 2:
-            return plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
-        groups = prefix_groups([e.input_ids for e in encoded])
-        group_of = [0] * len(encoded)
-        shared = [0] * len(encoded)
-        for gi, (g, members) in enumerate(groups):
-            for i in members:
-                group_of[i], shared[i] = gi, g
-        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i]) - shared[i]))
-        n = len(order)
-        if n > PLAN_EXACT_LIMIT:  # quadratic below; past this, chunks of the sorted run
-            out: list[list[int]] = []
-            for c in range(0, n, PLAN_EXACT_LIMIT):
-                chunk = order[c : c + PLAN_EXACT_LIMIT]
-                sub = self.plan([encoded[i] for i in chunk], max_batch_tokens, max_batch_size)
-                out += [[chunk[k] for k in b] for b in sub]
-            return out
-        suffix = [len(encoded[i]) - shared[i] for i in order]
-        inf = float("inf")
-        best = [0.0] + [inf] * n
-        cut = [0] * (n + 1)
-        for i in range(n):  # a batch order[i:j]; order[i] has its longest suffix
-            if best[i] == inf:
-                continue
-            seen: set[int] = set()
-            prefixes = 0
-            for j in range(i + 1, min(n, i + max_batch_size) + 1):
-                gi = group_of[order[j - 1]]
-                if gi not in seen:
-                    seen.add(gi)
-                    prefixes += groups[gi][0]
-                tokens = suffix[i] * (j - i) + prefixes
-                if tokens > max_batch_tokens and j - i > 1:
-                    break
-                cost = best[i] + tokens + BATCH_OVERHEAD_TOKENS
-                if cost < best[j]:
-                    best[j], cut[j] = cost, i
-        batches: list[list[int]] = []
-        j = n
-        while j > 0:
-            batches.append(order[cut[j] : j])
-            j = cut[j]
-        return batches[::-1]
+            return plan_by_length(encoded, max_batch_tokens, max_batch_size)
+        return plan_shared(encoded, max_batch_tokens, max_batch_size)
+
+    def one_batch(self, pairs: Sequence[EncodedPair]) -> PlannedBatch:
+        """All of `pairs` as one batch, unsplit, sharing prefixes when sharing is on (for tests that
+        need one forward pass over a given set; `plan` is what bounds a batch's size)."""
+        return batch_with_prefixes(pairs) if self.share_prefix else PlannedBatch.of(pairs)
 
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B, Q, K] booleans → the 4-D mask the attention implementation takes."""
@@ -268,9 +161,7 @@ class YesNoScorer:
         zero = torch.zeros((), dtype=dtype, device=mask.device)
         return torch.where(mask, zero, torch.finfo(dtype).min)
 
-    def _run(
-        self, ids: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor, cache: _PrefixKV
-    ) -> Any:
+    def _run(self, ids: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor, cache: PrefixKV) -> Any:
         mask = self._mask(allowed, self._head_dtype())
         kwargs = {self._cache_kwarg: cache}
         return self._backbone(
@@ -286,24 +177,12 @@ class YesNoScorer:
         return emb.dtype if emb.dtype.is_floating_point else torch.float32
 
     @torch.inference_mode()
-    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
-        if not batch:
+    def forward(self, batch: PlannedBatch) -> list[float]:
+        if not batch.pairs:
             return []
-        cap = self.max_forward_tokens
-        if cap is not None and len(batch) > 1 and sum(len(e) for e in batch) > cap:
-            # Bigger batches than this only cost memory on CPU (the matrix multiplies are already
-            # near peak), so a large batch from any caller runs as planned sub-batches.
-            out = [0.0] * len(batch)
-            for sub in self.plan(batch, cap, len(batch)):
-                for i, value in zip(sub, self._forward_batch([batch[i] for i in sub]), strict=True):
-                    out[i] = value
-            return out
-        return self._forward_batch(batch)
-
-    def _forward_batch(self, batch: Sequence[EncodedPair]) -> list[float]:
-        groups = prefix_groups([e.input_ids for e in batch]) if self.share_prefix and len(batch) > 1 else []
-        shared = [g for g in groups if g[0] > 0]
-        hidden = self._forward_shared(batch, shared) if shared else self._forward_plain(batch)
+        pairs = batch.pairs
+        groups = batch.groups if self.share_prefix else ()
+        hidden = self._forward_shared(pairs, groups) if groups else self._forward_plain(pairs)
         h = hidden.float()
         logits = h @ self._head.T
         if self._head_bias is not None:
@@ -325,9 +204,8 @@ class YesNoScorer:
         last = torch.tensor([len(e) - 1 for e in batch], device=device)
         return hidden[torch.arange(len(batch), device=device), last]
 
-    def _forward_shared(
-        self, batch: Sequence[EncodedPair], shared: list[tuple[int, list[int]]]
-    ) -> torch.Tensor:
+    def _forward_shared(self, batch: Sequence[EncodedPair], shared: Sequence[PrefixGroup]) -> torch.Tensor:
+        """Pairs in a group of `shared` (all with length > 0) run their prefix once; the rest run whole."""
         device = self._head.device
         n = len(batch)
         # Pass 1: every group's prefix once, right-padded to the longest prefix.
@@ -338,7 +216,7 @@ class YesNoScorer:
             ids[row, :g] = torch.tensor(batch[members[0]].input_ids[:g], dtype=torch.long)
         causal = torch.ones((pw, pw), dtype=torch.bool).tril()
         pvalid = torch.arange(pw)[None, :] < torch.tensor(plen)[:, None]  # [G, pw]
-        cache = _PrefixKV()
+        cache = PrefixKV()
         self._run(
             ids.to(device),
             (causal[None] & pvalid[:, None, :]).to(device),

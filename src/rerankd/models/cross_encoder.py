@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from rerankd.errors import UnsupportedModelError
-from rerankd.models.base import EncodedPair, ModelInfo
+from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, plan_by_length
+from rerankd.models.documents import chunk_text, truncate_text
 
 
 class CrossEncoderScorer:
@@ -28,27 +29,62 @@ class CrossEncoderScorer:
         self.pad_id = int(tokenizer.pad_token_id or 0)
         self._lock = threading.Lock()
 
-    def encode(self, query: str, document: str, *, instruction: str | None = None) -> EncodedPair:
+    def encode(
+        self,
+        query: str,
+        document: str,
+        *,
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+    ) -> EncodedPair:
+        with self._lock:
+            if max_document_tokens is not None:
+                document = truncate_text(self.tokenizer, document, max_document_tokens)
+            return self._encode(query, document)
+
+    def _encode(self, query: str, document: str) -> EncodedPair:
         # Cross-encoders take no instruction; it is accepted so callers need not know the family.
         # Batch form on purpose: a single call treats an empty document as "no second text" and drops
         # its separator, unlike the batched calls that cross-encoder libraries make.
         # A fast tokenizer keeps its truncation setting as state, and each call below changes it:
-        # concurrent encodes (the server tokenizes in threads) must not interleave.
-        with self._lock:
-            enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
-            ids = list(enc["input_ids"][0])
-            # Only a pair that fills max_length can have been cut; tokenize again only then.
-            truncated = len(ids) >= self.info.max_length and len(
-                self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
-            ) > len(ids)
+        # concurrent encodes (the server tokenizes in threads) must not interleave: callers hold _lock.
+        enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
+        ids = list(enc["input_ids"][0])
+        # Only a pair that fills max_length can have been cut; tokenize again only then.
+        truncated = len(ids) >= self.info.max_length and len(
+            self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
+        ) > len(ids)
         return EncodedPair(
             input_ids=ids,
             token_type_ids=list(enc["token_type_ids"][0]) if "token_type_ids" in enc else None,
             truncated=truncated,
         )
 
+    def encode_chunks(
+        self,
+        query: str,
+        document: str,
+        *,
+        instruction: str | None = None,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        max_chunks: int,
+    ) -> list[EncodedPair]:
+        with self._lock:
+            parts = chunk_text(self.tokenizer, document, chunk_tokens, overlap_tokens, max_chunks)
+            return [self._encode(query, part) for part in parts]
+
+    def room(self, query: str, instruction: str | None = None) -> int:
+        return self.info.max_length - len(self.encode(query, ""))
+
+    def plan(
+        self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
+    ) -> list[PlannedBatch]:
+        return plan_by_length(encoded, max_batch_tokens, max_batch_size)
+
     @torch.inference_mode()
-    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
+    def forward(self, planned: PlannedBatch) -> list[float]:
+        batch = planned.pairs
         if not batch:
             return []
         device = next(self.model.parameters()).device

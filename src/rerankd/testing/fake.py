@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from rerankd.config import DEFAULT_MAX_LENGTH
 from rerankd.errors import InvalidRequest
-from rerankd.models.base import EncodedPair, ModelInfo, plan_batches
+from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, plan_by_length
 from rerankd.templates import DEFAULT_INSTRUCTION
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ class FakeScorer:
     ) -> EncodedPair:
         doc = word_ids(document)
         if max_document_tokens is not None:
+            if max_document_tokens < 1:  # as the real scorers refuse it
+                raise InvalidRequest(f"a document cut to {max_document_tokens} tokens keeps nothing")
             doc = doc[:max_document_tokens]
         return self._pair(self._head(query, instruction), doc)
 
@@ -111,7 +113,7 @@ class FakeScorer:
         overlap_tokens: int,
         max_chunks: int,
     ) -> list[EncodedPair]:
-        """Windows as `engine.documents.chunk_text` cuts them: a document that fits is one pair, text past
+        """Windows as `models.documents.chunk_text` cuts them: a document that fits is one pair, text past
         the last window is dropped."""
         head = self._head(query, instruction)
         doc = word_ids(document)
@@ -135,15 +137,15 @@ class FakeScorer:
 
     def plan(
         self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
-    ) -> list[list[int]]:
-        return plan_batches([len(e) for e in encoded], max_batch_tokens, max_batch_size)
+    ) -> list[PlannedBatch]:
+        return plan_by_length(encoded, max_batch_tokens, max_batch_size)
 
-    def forward(self, batch: Sequence[EncodedPair]) -> list[float]:
+    def forward(self, batch: PlannedBatch) -> list[float]:
         if self.delay_s:
             time.sleep(self.delay_s)
         with self._lock:
             self.batches.append(len(batch))
-        return [_score(pair.input_ids) for pair in batch]
+        return [_score(pair.input_ids) for pair in batch.pairs]
 
 
 def _score(ids: Sequence[int]) -> float:

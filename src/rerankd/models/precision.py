@@ -1,0 +1,165 @@
+"""Precision: the dtypes a model may run in and how a name resolves to one, the tensor-by-tensor
+conversion that never holds two copies of the weights, and int8 dynamic quantisation (CPU only)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from rerankd.config import DTYPE_CHOICES as _NAMES
+from rerankd.errors import ModelLoadError
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# int8: dynamic quantisation of the backbone's nn.Linear layers (weights int8 per output channel,
+# activations quantised per batch), CPU only. The model is loaded in fp32 first; embeddings, norms,
+# attention and the two yes/no rows stay fp32.
+INT8 = ("int8", "qint8")
+DTYPE_CHOICES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+class _MappedFiles:
+    """Address ranges of this process's memory-mapped safetensors files (from /proc/self/maps).
+
+    Weights loaded in their stored dtype live in these mappings, unread pages cost no memory. After a
+    tensor has been converted (bf16) or quantised (int8), `release` tells the kernel to drop its pages
+    from this process (madvise MADV_DONTNEED), so the fp32 source never sits in memory next to its
+    converted copy. Only mappings of safetensors files are touched, only whole pages inside a released
+    tensor, and only after its converted copy exists: a later read of those pages would fault them back
+    in from the file (weights are never written in place, so the file holds the same values).
+    """
+
+    MADV_DONTNEED = 4
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self._madvise: Any = None
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    parts = line.split(maxsplit=5)
+                    if len(parts) == 6 and parts[5].strip().endswith(".safetensors"):
+                        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                        self.ranges.append((lo, hi))
+            if self.ranges:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                self._madvise = libc.madvise
+        except (OSError, AttributeError):
+            self.ranges = []
+
+    def release(self, t: torch.Tensor) -> None:
+        if not self.ranges or self._madvise is None or t.device.type != "cpu":
+            return
+        start = t.data_ptr()
+        end = start + t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+        page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        lo, hi = -(-start // page) * page, end // page * page  # whole pages inside the tensor only
+        if hi > lo and any(a <= lo and hi <= b for a, b in self.ranges):
+            self._madvise(lo, hi - lo, self.MADV_DONTNEED)
+
+
+def convert_in_place(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast floating-point parameters to `dtype` one at a time, releasing each mapped source at once:
+    peak memory is the converted model plus one tensor, not both models."""
+    mapped = _MappedFiles()
+    for p in model.parameters():  # tied parameters come once
+        if p.is_floating_point() and p.dtype != dtype:
+            old = p.data
+            p.data = old.to(dtype)
+            mapped.release(old)
+            del old
+
+
+class _Int8Linear(torch.nn.Module):
+    """nn.Linear with int8 weights (per output channel) and activations quantised per batch (fbgemm /
+    x86 engine). Full 8-bit activation range where the CPU has VNNI (no int16 saturation to avoid),
+    7 bits elsewhere, as torch's own DynamicQuantizedLinear does."""
+
+    def __init__(self, linear: torch.nn.Linear, full_range: bool) -> None:
+        super().__init__()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            q = quantize_dynamic(
+                torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True
+            )
+        self.inner = q[0]
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.reduce_range = not full_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self.inner._packed_params._packed_params
+        y = torch.ops.quantized.linear_dynamic(x.float(), packed, reduce_range=self.reduce_range)
+        return y.to(x.dtype)
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every nn.Linear inside `module`, in place, one layer at a time
+    (each fp32 weight is released as soon as its int8 copy exists)."""
+    mapped = _MappedFiles()
+    full_range = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
+
+    def walk(m: torch.nn.Module) -> None:
+        for name, child in list(m.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                weight = child.weight.data
+                setattr(m, name, _Int8Linear(child, full_range))
+                mapped.release(weight)
+                del weight
+            else:
+                walk(child)
+
+    walk(module)
+    return module
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype the weights load in (int8 loads in fp32, then quantises)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        # fp32 on CPU is exact to the reference (and, on CPUs without AMX, bf16 is no faster: see
+        # benchmarks/README.md); GPUs run bf16 (the yes/no logits are still fp32).
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype in INT8:
+        if device.type != "cpu":
+            raise ModelLoadError("dtype int8 (dynamic quantisation) runs on CPU only; use bfloat16 on GPU")
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use {DTYPE_CHOICES}")
+    return _DTYPES[dtype]
+
+
+def stored_dtype(config: Any) -> torch.dtype | None:
+    """The dtype the checkpoint says its weights are stored in, if it says."""
+    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(value, torch.dtype):
+        return value if value.is_floating_point else None
+    if isinstance(value, str) and value in _DTYPES:
+        return _DTYPES[value]
+    return None
