@@ -173,3 +173,35 @@ def test_run_batch_over_any_batch_scorer(tmp_path: Path) -> None:
     ]
     src.write_text("".join(json.dumps(x) + "\n" for i, x in enumerate(lines) if i != 2))
     assert run_batch(src, tmp_path / "fresh.jsonl", LengthScorer()).exit_code == EXIT_COMPLETE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "-m", "m", "--replicas", "2"], "need --ray"),
+        (["serve", "-m", "m", "--ray", "--replicas", "2", "--autoscale", "1:2"], "not both"),
+        (["serve", "-m", "m", "--ray", "--autoscale", "2"], "MIN:MAX"),
+        (["serve", "-m", "m", "--ray", "--replicas", "0"], "--replicas must be positive"),
+        (["serve", "-m", "m", "--api-key-file", "/no/such/keys"], "--api-key-file /no/such/keys: no such"),
+        (["batch", "--input", "{src}", "-o", "{out}", "-m", "m", "--concurrency", "0"], "--concurrency"),
+        (["batch", "--input", "{src}", "-o", "{out}", "-m", "m", "--batch-size", "0"], "--batch-size"),
+        (["batch", "--input", "{src}", "-o", "{out}", "--url", "ftp://x"], "http:// or https://"),
+        (["batch", "--input", "{src}", "-o", "{out}", "--url", "http://x", "--ray"], "do not go together"),
+        (["batch", "--input", "/no/such.jsonl", "-o", "{out}", "-m", "m"], "--input /no/such.jsonl: no such"),
+    ],
+)
+def test_serve_and_batch_usage_errors_exit_2_before_loading(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Refused by the shared option checks and the scale builder: nothing loaded, Ray never started."""
+    from typer.testing import CliRunner
+
+    from rerankd.cli import app
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"query": "q", "document": "d"}\n')
+    argv = [a.format(src=src, out=tmp_path / "out.jsonl") for a in args]
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out.jsonl").exists()
