@@ -1,5 +1,6 @@
-"""`rerankd batch --ray`: score with Ray Data, `map_batches` over a pool of scorer actors (each holds
-one model), on a local Ray instance or an existing cluster. Results come back in input order
+"""`rerankd batch --ray`: score with Ray Data, `map_batches` over a pool of scorer actors (each loads
+the ModelConfig with the BatchConfig, as the one-process path does), on a local Ray instance or an
+existing cluster (the ScaleConfig's address and per-actor resources). Results come back in input order
 (`preserve_order`), checked line by line, and go through the same writer as the single-process path, so
 resuming and bad-line handling are identical. Ray is imported inside the functions.
 """
@@ -61,10 +62,9 @@ class RayScorer:
 
         self.model = model
         self.batch = batch
+        self.scale = scale
         self.concurrency = concurrency
         self.batch_size = batch_size
-        self.num_cpus = scale.num_cpus
-        self.num_gpus = scale.num_gpus
         self.window_pairs = window_pairs
         self.own_ray = connect_ray(scale.address)
         from ray.data import DataContext
@@ -74,7 +74,7 @@ class RayScorer:
         ctx.enable_progress_bars = progress_bars
         self.description = (
             f"{model.name} on Ray Data ({concurrency} actors, "
-            f"{self.num_cpus:g} CPU / {self.num_gpus:g} GPU each)"
+            f"{scale.num_cpus:g} CPU / {scale.num_gpus:g} GPU each)"
         )
 
     def _window(self, jobs: list[Job]) -> Iterator[tuple[Job, Outcome]]:
@@ -88,8 +88,8 @@ class RayScorer:
             batch_size=self.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.concurrency),
-            num_cpus=self.num_cpus,
-            num_gpus=self.num_gpus or None,
+            num_cpus=self.scale.num_cpus,
+            num_gpus=self.scale.num_gpus or None,
         )
         expected = iter(jobs)
         for row in ds.iter_rows():
