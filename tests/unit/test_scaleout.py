@@ -205,3 +205,18 @@ def test_serve_and_batch_usage_errors_exit_2_before_loading(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_app_builder_mounts_the_ui_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rerankd.cli.serve:app_builder` (a Serve config's import_path) builds what `serve --ray` builds."""
+    import rerankd.scaleout.serve as ray_serve
+    from rerankd.cli.serve import app_builder, mount_ui
+
+    built: list[tuple[ServerSettings, ScaleConfig, list[object]]] = []
+    monkeypatch.setattr(
+        ray_serve, "build_application", lambda s, scale, mounts=(): built.append((s, scale, list(mounts)))
+    )
+    app_builder({"model": "m", "device": "cpu", "replicas": "2"})
+    app_builder({"model": "m", "device": "cpu", "ui": False})
+    assert [b[2] for b in built] == [[mount_ui], []]
+    assert built[0][1].replicas == 2 and built[0][0].model_config() == CPU
