@@ -265,3 +265,31 @@ def test_through_a_server_with_the_client(tmp_path: Path, server: Any, qwen3_rer
     result = run_cli("--input", str(src), "-o", str(out), "--url", server.url, "--concurrency", "3")
     assert result.returncode == EXIT_COMPLETE, result.stderr
     check_output(out, records, qwen3_reranker)
+
+
+def test_ray_actor_loads_the_whole_config(qwen3_dir: Path, qwen3_reranker: Reranker) -> None:
+    """The Ray Data actor (called here without Ray) loads from ModelConfig + BatchConfig as the
+    one-process path does: the config's instruction reaches the scores, and a tiny batch budget
+    still gives the one-process scores, each row's in its place."""
+    from rerankd.config import BatchConfig, ModelConfig
+    from rerankd.scaleout.ray_batch import ScorerActor
+
+    instruction = "Judge whether the document names a city"
+    model = ModelConfig(str(qwen3_dir), device="cpu", dtype="float32", instruction=instruction)
+    actor = ScorerActor(model, BatchConfig(max_batch_size=2, max_batch_tokens=256))
+    docs = ["Beijing is the capital of China.", "Gravity is a force.", "pandas is a library."]
+    rows = actor(
+        {
+            "line": [1, 2],
+            "payload": [json.dumps(["capital of China", docs]), json.dumps(["gravity", docs[1:]])],
+        }
+    )
+    assert rows["line"] == [1, 2] and rows["error"][0] == ""
+    got = json.loads(rows["scores"][0])
+    assert got == pytest.approx(
+        qwen3_reranker.score("capital of China", docs, instruction=instruction), abs=1e-5
+    )
+    assert got != pytest.approx(qwen3_reranker.score("capital of China", docs), abs=1e-5)
+    assert json.loads(rows["scores"][1]) == pytest.approx(
+        qwen3_reranker.score("gravity", docs[1:], instruction=instruction), abs=1e-5
+    )

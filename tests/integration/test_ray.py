@@ -1,7 +1,8 @@
 """Scale-out on a local Ray instance with the tiny model: `rerankd serve --ray` with two replicas (both
-serve, visible in /metrics), a replica killed under load is replaced and no request is lost (the
-client retries the 503s), SIGTERM drains and exits 0; `rerankd batch --ray` gives the one-process
-scores and resumes a partial output. One Ray instance for the module; deselect with `-m "not ray"`."""
+serve, visible in /metrics) and the web UI at /ui, a replica killed under load is replaced and no
+request is lost (the client retries the 503s), SIGTERM drains and exits 0; `rerankd batch --ray` gives
+the one-process scores and resumes a partial output. One Ray instance for the module; deselect with
+`-m "not ray"`."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def ray_server(
     ray_address: str, qwen3_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """`rerankd serve --ray --replicas 2` joined to the module's Ray instance."""
+    """`rerankd serve --ray --replicas 2` joined to the module's Ray instance, the web UI mounted as in
+    one process."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("ray-logs") / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RERANKD_RAY_NUM_CPUS": "0.5"}
@@ -82,7 +84,6 @@ def ray_server(
         str(port),
         "--api-key",
         KEY,
-        "--no-ui",
         "--drain-timeout",
         "20",
     ]
@@ -157,6 +158,18 @@ def test_two_replicas_both_serve(ray_server: RunningServer, qwen3_reranker: Rera
     )
     assert [d["score"] for d in score.json()["data"]] == pytest.approx(expected, abs=1e-5)
     assert httpx.get(f"{ray_server.url}/v1/models", headers=AUTH).json()["data"][0]["templated"] is True
+
+
+def test_the_ui_is_served_under_ray(ray_server: RunningServer) -> None:
+    """The ingress takes the same mounts as the one-process app: the page at /ui, without a key (the
+    page asks for it), and its config names the server's model."""
+    page = httpx.get(f"{ray_server.url}/ui/", timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    assert "text/html" in page.headers["content-type"] and "gradio" in page.text.lower()
+    config = httpx.get(f"{ray_server.url}/ui/config", timeout=30)
+    assert config.status_code == 200 and "components" in config.json()
+    assert "Rank" in config.text and "rr-api-key" in config.text
+    assert httpx.get(f"{ray_server.url}/nowhere", headers=AUTH).status_code == 404
 
 
 def test_killed_replica_is_replaced_and_no_request_is_lost(ray_server: RunningServer) -> None:

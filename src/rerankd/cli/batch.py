@@ -32,20 +32,24 @@ from rerankd.cli.options import (
     TrustRemoteCodeOpt,
     UrlOpt,
     batch_config,
+    check_url,
     err,
+    existing_file,
     fail,
     model_config,
+    positive,
 )
+from rerankd.config import BatchConfig, ModelConfig
 from rerankd.reranker import load_reranker
-from rerankd.scaleout.batch import (
-    BatchError,
+from rerankd.scaleout.batch import BatchError, Summary, run_batch
+from rerankd.scaleout.batch_files import count_lines
+from rerankd.scaleout.batch_scorers import (
+    DEFAULT_CLIENT_CONCURRENCY,
+    BatchScorer,
     ClientScorer,
     LocalScorer,
-    Scorer,
-    Summary,
-    count_lines,
-    run_batch,
 )
+from rerankd.scaleout.ray_batch import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 
 
 def _progress(enabled: bool, total: int) -> Any:
@@ -71,6 +75,29 @@ def _progress(enabled: bool, total: int) -> Any:
     )
 
 
+def _ray_scorer(
+    model: ModelConfig,
+    batch: BatchConfig,
+    address: str | None,
+    concurrency: int | None,
+    batch_size: int,
+    num_cpus: float | None,
+    num_gpus: float | None,
+) -> BatchScorer:
+    """The Ray Data scorer; resources per actor from the one scale builder (RERANKD_RAY_NUM_CPUS /
+    _NUM_GPUS, else 1 CPU and a GPU when the model runs on CUDA)."""
+    try:
+        from rerankd.scaleout.ray_batch import RayScorer
+        from rerankd.scaleout.scale import scale_config
+
+        scale = scale_config(model, address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+        return RayScorer(
+            model, batch, scale, concurrency=concurrency or DEFAULT_CONCURRENCY, batch_size=batch_size
+        )
+    except ImportError:
+        raise fail("--ray needs Ray Data: pip install 'rerankd[ray]'", EXIT_USAGE) from None
+
+
 def batch_command(
     input: Annotated[
         Path,
@@ -90,13 +117,23 @@ def batch_command(
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(help="Scorer actors with --ray (default 2), parallel requests with --url (default 4)."),
+        typer.Option(
+            help=f"Scorer actors with --ray (default {DEFAULT_CONCURRENCY}), parallel requests with --url "
+            f"(default {DEFAULT_CLIENT_CONCURRENCY})."
+        ),
     ] = None,
-    num_cpus: Annotated[float, typer.Option(help="With --ray: CPUs per scorer actor.")] = 1.0,
+    num_cpus: Annotated[
+        float | None, typer.Option(help="With --ray: CPUs per scorer actor (default 1).")
+    ] = None,
     num_gpus: Annotated[
-        float, typer.Option(help="With --ray: GPUs per scorer actor (0.5: two per GPU).")
-    ] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="With --ray: input lines per map_batches batch.")] = 64,
+        float | None,
+        typer.Option(
+            help="With --ray: GPUs per scorer actor (0.5: two per GPU; default 1 when the model runs on CUDA)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="With --ray: input lines per map_batches batch.")
+    ] = DEFAULT_BATCH_SIZE,
     limit: Annotated[
         int | None, typer.Option(help="Score at most N lines in this run (a rerun goes on).")
     ] = None,
@@ -118,49 +155,36 @@ def batch_command(
         raise fail("pass --model (a hub id or model directory) or --url (a rerankd server)", EXIT_USAGE)
     if url and ray:
         raise fail("--url and --ray do not go together: --ray loads the model on Ray actors", EXIT_USAGE)
-    if limit is not None and limit < 0:
+    if limit is not None and limit < 0:  # 0 is allowed: resume nothing, report what is done
         raise fail(f"--limit must be >= 0, got {limit}", EXIT_USAGE)
-    if concurrency is not None and concurrency < 1:
-        raise fail(f"--concurrency must be positive, got {concurrency}", EXIT_USAGE)
-    if not input.exists():
-        raise fail(f"--input {input}: no such file", EXIT_USAGE)
-    config = model_config(
-        str(model),
-        device=device,
-        dtype=dtype,
-        max_length=max_length,
-        instruction=instruction,
-        family=family,
-        trust_remote_code=trust_remote_code,
-    )
-    scorer: Scorer
+    positive(**{"--concurrency": concurrency, "--batch-size": batch_size})
+    existing_file(input, "--input")
+    scorer: BatchScorer
     try:
         if url:
+            check_url(url)
             from rerankd.client import RerankClient
 
             scorer = ClientScorer(
                 RerankClient(url, api_key=api_key, model=model, provider=provider, timeout=timeout),
-                concurrency=concurrency or 4,
+                concurrency=concurrency or DEFAULT_CLIENT_CONCURRENCY,
                 instruction=instruction,
             )
-        elif ray:
-            try:
-                from rerankd.scaleout.ray_batch import ModelSpec, RayScorer
-
-                spec = ModelSpec(str(model), device, dtype, max_length, instruction, max_batch_tokens)
-                scorer = RayScorer(
-                    spec,
-                    concurrency=concurrency or 2,
-                    batch_size=batch_size,
-                    num_cpus=num_cpus,
-                    num_gpus=num_gpus,
-                    ray_address=ray_address,
-                )
-            except ImportError:
-                raise fail("--ray needs Ray Data: pip install 'rerankd[ray]'", EXIT_USAGE) from None
         else:
-            reranker = load_reranker(config, batch_config(max_batch_tokens, max_batch_size))
-            scorer = LocalScorer(reranker, instruction=instruction)
+            config = model_config(
+                str(model),
+                device=device,
+                dtype=dtype,
+                max_length=max_length,
+                instruction=instruction,
+                family=family,
+                trust_remote_code=trust_remote_code,
+            )
+            batch = batch_config(max_batch_tokens, max_batch_size)
+            if ray:
+                scorer = _ray_scorer(config, batch, ray_address, concurrency, batch_size, num_cpus, num_gpus)
+            else:
+                scorer = LocalScorer(load_reranker(config, batch))
     except typer.Exit:
         raise
     except Exception as e:

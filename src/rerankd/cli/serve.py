@@ -1,10 +1,11 @@
 """`rerankd serve`: builds ServerSettings from the shared options, then runs the server (with the web UI
-mounted at /ui unless --no-ui) in this process or on Ray Serve."""
+mounted at /ui unless --no-ui) in this process or on Ray Serve (the same mounts on the Ray ingress)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +28,7 @@ from rerankd.cli.options import (
     ModelOpt,
     TrustRemoteCodeOpt,
     batch_config,
+    existing_file,
     fail,
     model_config,
     positive,
@@ -45,6 +47,7 @@ from rerankd.server.settings import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from rerankd.server.app import Mount
     from rerankd.server.state import ServerState
     from rerankd.ui.core import Backend
 
@@ -74,10 +77,15 @@ def ui_backend(app: FastAPI, settings: ServerSettings) -> Backend:
 
 
 def mount_ui(app: FastAPI, state: ServerState) -> None:
-    """The web UI at /ui (a mount for `create_app`)."""
+    """The web UI at /ui (a mount for `create_app`; module-level, so it pickles to a Ray ingress)."""
     from rerankd.ui.mount import mount_ui as mount
 
     mount(app, ui_backend(app, state.settings))
+
+
+def mounts(settings: ServerSettings) -> list[Mount]:
+    """What `serve` mounts on the app, in one process and on Ray alike: the UI unless --no-ui."""
+    return [mount_ui] if settings.ui else []
 
 
 def serve(
@@ -142,9 +150,7 @@ def serve(
         raise fail("pass --model (a hub id or a local model directory)", EXIT_USAGE)
     keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]
     if api_key_file is not None:
-        if not api_key_file.exists():
-            raise fail(f"--api-key-file {api_key_file}: no such file", EXIT_USAGE)
-        keys += read_key_file(api_key_file)
+        keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
     positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
     settings = ServerSettings.of(
         model_config(
@@ -168,14 +174,30 @@ def serve(
         log_level=log_level,
         ui=not no_ui,
     )
-    if ray:
-        from rerankd.scaleout.serve import serve_on_ray
+    if not ray:
+        if replicas is not None or autoscale is not None or ray_address is not None:
+            raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
+        from rerankd.server.run import serve as run_server
 
-        raise typer.Exit(
-            serve_on_ray(settings, replicas=replicas, autoscale=autoscale, ray_address=ray_address)
+        raise typer.Exit(run_server(settings, mounts=mounts(settings)))
+    from rerankd.scaleout.scale import scale_config
+    from rerankd.scaleout.serve import serve_on_ray
+
+    positive(**{"--replicas": replicas})
+    try:
+        scale = scale_config(
+            settings.model_config(), replicas=replicas, autoscale=autoscale, address=ray_address
         )
-    if replicas is not None or autoscale is not None or ray_address is not None:
-        raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
-    from rerankd.server.run import serve as run_server
+    except ValueError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    raise typer.Exit(serve_on_ray(settings, scale, mounts(settings)))
 
-    raise typer.Exit(run_server(settings, mounts=[mount_ui] if settings.ui else []))
+
+def app_builder(args: Mapping[str, Any]) -> Any:
+    """A Serve config file's or KubeRay RayService's `import_path: rerankd.cli.serve:app_builder`: the
+    application of `rerankd serve --ray`, web UI included unless `ui: false`. The args are those of
+    `rerankd.scaleout.serve.app_builder` (which mounts no UI)."""
+    from rerankd.scaleout.serve import build_application, settings_from_args
+
+    settings, scale = settings_from_args(args)
+    return build_application(settings, scale, mounts(settings))

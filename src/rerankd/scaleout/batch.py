@@ -1,13 +1,9 @@
 """Offline batch scoring: a JSONL file of queries with their documents in, a JSONL file of scores out,
-in input order, resumable. Never imports Ray (the Ray scorer lives in `rerankd.scaleout.ray_batch`).
+in input order, resumable. This module runs a batch (`run_batch`) and sums it up (`Summary`, the exit
+code); the files are read and written by `batch_files`, the scoring is a `BatchScorer` from
+`batch_scorers` (one process, a server) or `ray_batch` (Ray Data). Never imports Ray.
 
-Input, one JSON object a line:
-    {"query": "...", "documents": ["...", {"text": "..."}], "id": ...}   # a query and its candidates
-    {"query": "...", "document": "...", "id": ...}                      # one pair
-Output, one line per scored input line, in input order (`line` is the input's 1-based line number, `id`
-its id or null):
-    {"line": 1, "id": "q1", "scores": [0.93, 0.01]}
-    {"line": 2, "id": null, "score": 0.42}
+The file formats are in `batch_files`.
 
 Resuming: the output is appended to, one flushed line per input line, so a rerun reads the line numbers
 already written, repairs a last line cut short by an interruption, and scores only the rest: every line
@@ -18,255 +14,48 @@ dropped.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+
+from rerankd.scaleout.batch_files import (
+    BadLine,
+    BatchError,
+    Job,
+    Outcome,
+    count_lines,
+    parse_line,
+    prepare_output,
+    result_line,
+)
+from rerankd.scaleout.batch_scorers import BatchScorer, ClientScorer, LocalScorer
+
+# The names callers import from here, wherever they live now.
+__all__ = [
+    "EXIT_BAD_LINES",
+    "EXIT_COMPLETE",
+    "EXIT_INCOMPLETE",
+    "EXIT_USAGE",
+    "BadLine",
+    "BatchError",
+    "BatchScorer",
+    "ClientScorer",
+    "Job",
+    "LocalScorer",
+    "Outcome",
+    "Summary",
+    "count_lines",
+    "parse_line",
+    "prepare_output",
+    "run_batch",
+]
 
 # Exit codes of `rerankd batch`.
 EXIT_COMPLETE = 0  # every input line is in the output (scored now or by an earlier run)
 EXIT_BAD_LINES = 1  # every good line is in the output; some lines were bad (listed) and skipped
 EXIT_USAGE = 2  # bad options or files; nothing was scored
 EXIT_INCOMPLETE = 3  # stopped before the end (an error, --limit, an interruption): rerun to resume
-
-DEFAULT_CHUNK_PAIRS = 256  # pairs scored per model call in the single-process scorer
-
-
-class BatchError(Exception):
-    """A problem with the files or options: reported and the run exits with EXIT_USAGE."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One good input line: a query with its documents, or one pair (`pair=True`, one document)."""
-
-    line: int
-    query: str
-    documents: list[str]
-    pair: bool = False
-    id: Any = None
-
-
-@dataclass(frozen=True)
-class BadLine:
-    line: int
-    reason: str
-
-
-Outcome = list[float] | BadLine  # the scores of a job, or why it could not be scored
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("text"), str):
-        return str(value["text"])
-    return None
-
-
-def parse_line(number: int, raw: bytes | str) -> Job | BadLine | None:
-    """A job, a bad line with the reason, or None for a blank line."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as e:
-        return BadLine(number, f"not UTF-8 ({e.reason} at byte {e.start})")
-    if not text.strip():
-        return None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return BadLine(number, f"not valid JSON ({e.msg} at column {e.colno})")
-    if not isinstance(obj, dict):
-        return BadLine(number, f"expected a JSON object, got {type(obj).__name__}")
-    query = obj.get("query")
-    if query is None:
-        return BadLine(number, 'missing "query"')
-    if not isinstance(query, str):
-        return BadLine(number, f'"query" must be a string, got {type(query).__name__}')
-    has_docs, has_doc = "documents" in obj, "document" in obj
-    if has_docs and has_doc:
-        return BadLine(number, 'give "documents" (a list) or "document" (one pair), not both')
-    if has_doc:
-        doc = _text(obj["document"])
-        if doc is None:
-            return BadLine(number, '"document" must be a string or an object with a string "text"')
-        return Job(number, query, [doc], pair=True, id=obj.get("id"))
-    if not has_docs:
-        return BadLine(number, 'missing "documents" (a list) or "document" (one pair)')
-    docs = obj["documents"]
-    if not isinstance(docs, list):
-        return BadLine(number, f'"documents" must be a list, got {type(docs).__name__}')
-    texts: list[str] = []
-    for i, d in enumerate(docs):
-        t = _text(d)
-        if t is None:
-            return BadLine(number, f'"documents"[{i}] must be a string or an object with a string "text"')
-        texts.append(t)
-    return Job(number, query, texts, id=obj.get("id"))
-
-
-def result_line(job: Job, scores: Sequence[float]) -> str:
-    record: dict[str, Any] = {"line": job.line, "id": job.id}
-    if job.pair:
-        record["score"] = scores[0]
-    else:
-        record["scores"] = list(scores)
-    return json.dumps(record, ensure_ascii=False)
-
-
-def count_lines(path: Path) -> int:
-    """Lines in the file (a last line without a newline counts)."""
-    n, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (last != b"\n")
-
-
-def prepare_output(path: Path) -> set[int]:
-    """Line numbers already in the output. A last line cut short by an interruption (no newline) is
-    removed; a complete line that is not a result stops the run (this is not a file we wrote)."""
-    done: set[int] = set()
-    if not path.exists():
-        return done
-    good_end = 0  # byte offset after the last complete line
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.endswith(b"\n"):
-                break  # the last line, cut short: written again below
-            try:
-                line = json.loads(raw)["line"]
-                if not isinstance(line, int) or isinstance(line, bool):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                raise BatchError(
-                    f"{path}: line {number} is not a rerankd batch result; refusing to append to it"
-                ) from None
-            done.add(line)
-            good_end += len(raw)
-    if path.stat().st_size != good_end:
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return done
-
-
-class Scorer(Protocol):
-    """Turns jobs into outcomes, in input order. `stream` may read ahead; it must yield every job once."""
-
-    description: str
-
-    def stream(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]: ...
-
-    def close(self) -> None: ...
-
-
-def chunk_jobs(jobs: Iterable[Job], max_pairs: int, max_jobs: int = 1 << 30) -> Iterator[list[Job]]:
-    """Consecutive jobs grouped up to `max_pairs` pairs (a bigger job is a chunk of its own)."""
-    chunk: list[Job] = []
-    pairs = 0
-    for job in jobs:
-        if chunk and (pairs + len(job.documents) > max_pairs or len(chunk) >= max_jobs):
-            yield chunk
-            chunk, pairs = [], 0
-        chunk.append(job)
-        pairs += len(job.documents)
-    if chunk:
-        yield chunk
-
-
-def score_chunk_locally(reranker: Any, jobs: Sequence[Job], instruction: str | None = None) -> list[Outcome]:
-    """Scores for consecutive jobs with one local Reranker: all their pairs go through the model
-    together (batched under its token budget), then are split back per job. Used by the Ray actors too."""
-    from rerankd.errors import RerankdError
-    from rerankd.models.base import sigmoid
-
-    encoded: list[Any] = []
-    spans: list[tuple[int, int] | BadLine] = []
-    for job in jobs:
-        try:
-            pairs = reranker.encode(job.query, job.documents, instruction=instruction)
-        except (RerankdError, ValueError) as e:
-            spans.append(BadLine(job.line, f"could not be scored: {e}"))
-            continue
-        spans.append((len(encoded), len(encoded) + len(pairs)))
-        encoded += pairs
-    logits = reranker.logits(encoded) if encoded else []
-    return [
-        span if isinstance(span, BadLine) else [sigmoid(x) for x in logits[span[0] : span[1]]]
-        for span in spans
-    ]
-
-
-class LocalScorer:
-    """One process, one model: pairs of consecutive lines are batched together."""
-
-    def __init__(
-        self, reranker: Any, *, instruction: str | None = None, chunk_pairs: int = DEFAULT_CHUNK_PAIRS
-    ) -> None:
-        self.reranker = reranker
-        self.instruction = instruction
-        self.chunk_pairs = chunk_pairs
-        self.description = f"{reranker.info.name} ({reranker.info.device}, {reranker.info.dtype})"
-
-    def stream(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]:
-        for chunk in chunk_jobs(jobs, self.chunk_pairs):
-            yield from zip(chunk, score_chunk_locally(self.reranker, chunk, self.instruction), strict=True)
-
-    def close(self) -> None:
-        return None
-
-
-class ClientScorer:
-    """Through a rerankd server (or any rerank API the client speaks): `concurrency` requests at once,
-    answers in input order. The client retries 429/503/5xx and connection errors; a request the server
-    refuses as invalid (4xx) marks its line bad; any other failure stops the run (rerun to resume)."""
-
-    def __init__(self, client: Any, *, concurrency: int = 4, instruction: str | None = None) -> None:
-        self.client = client
-        self.concurrency = max(1, concurrency)
-        self.instruction = instruction
-        self.description = f"server {getattr(client, 'base_url', '')}".strip()
-
-    def _score(self, job: Job) -> Outcome:
-        from rerankd.client.errors import ClientError
-        from rerankd.errors import InvalidRequest
-
-        kwargs = {"instruction": self.instruction} if self.instruction is not None else {}
-        try:
-            scores = self.client.score(job.query, job.documents, **kwargs)
-        except ClientError as e:
-            status = getattr(e, "status", None)
-            if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
-                return BadLine(job.line, f"refused by the server ({status}): {e}")
-            raise
-        except InvalidRequest as e:  # refused by the client's own checks
-            return BadLine(job.line, f"could not be scored: {e}")
-        return [float(s) for s in scores]
-
-    def stream(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Outcome]]:
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="rerankd-batch") as pool:
-            window: list[tuple[Job, Future[Outcome]]] = []
-            try:
-                for job in jobs:
-                    window.append((job, pool.submit(self._score, job)))
-                    if len(window) >= 2 * self.concurrency:
-                        first, fut = window.pop(0)
-                        yield first, fut.result()
-                while window:
-                    first, fut = window.pop(0)
-                    yield first, fut.result()
-            finally:
-                for _, fut in window:
-                    fut.cancel()
-
-    def close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if callable(close):
-            close()
 
 
 @dataclass
@@ -323,7 +112,7 @@ Report = Callable[[str], None]
 def run_batch(
     input_path: Path,
     output_path: Path,
-    scorer: Scorer,
+    scorer: BatchScorer,
     *,
     limit: int | None = None,
     report: Report | None = None,

@@ -1,11 +1,13 @@
 """The two Ray Serve deployments behind `rerankd serve --ray`. This module imports Ray at the top: import
 it only when serving on Ray (`rerankd.scaleout.serve` does so lazily).
 
-- `Model`: each replica owns one `RerankEngine` (a loaded model plus its dynamic batcher) and answers
-  with the scores and its own replica id.
+- `Model`: each replica loads the ModelConfig's scorer (`rerankd.config.load_scorer`) and owns one
+  `RerankEngine` over it with the BatchConfig (its dynamic batcher); it answers with the scores and its
+  own replica id.
 - `Ingress`: the single-process FastAPI app from `rerankd.server.app`, unchanged (routes, validation,
-  auth, limits, metrics), over a `RemoteEngine` that calls `Model` through a deployment handle. It adds
-  one metric, `rerankd_replica_requests_total{replica=...}`, to the app's registry.
+  auth, limits, metrics, and the mounts the CLI passes: the web UI), over a `RemoteEngine` that calls
+  `Model` through a deployment handle. It adds one metric, `rerankd_replica_requests_total{replica=...}`,
+  to the app's registry.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
+from rerankd.config import BatchConfig, ModelConfig, load_scorer
 from rerankd.engine.engine import RerankEngine, Scored
 from rerankd.models.base import ModelInfo
 from rerankd.server.settings import ServerSettings
-from rerankd.server.state import reranker_from_settings
+
+if TYPE_CHECKING:
+    from rerankd.server.app import Mount
 
 log = logging.getLogger("rerankd.scaleout")
 
@@ -28,14 +33,13 @@ log = logging.getLogger("rerankd.scaleout")
 class ModelServer:
     """One model replica: load, start the batcher, warm up; then score."""
 
-    async def __init__(self, settings: ServerSettings) -> None:  # type: ignore[misc]  # Serve awaits it
-        s = settings
-        reranker = await asyncio.to_thread(reranker_from_settings, s)
-        self.engine = RerankEngine(reranker.scorer, s.engine_config(), instruction=reranker.instruction)
+    async def __init__(self, model: ModelConfig, batch: BatchConfig) -> None:  # type: ignore[misc]  # Serve awaits it
+        scorer = await asyncio.to_thread(load_scorer, model)
+        self.engine = RerankEngine(scorer, batch, instruction=model.instruction)
         await self.engine.start()
         await asyncio.to_thread(self.engine.warm_up)
         self.replica_id = serve.get_replica_context().replica_id.unique_id
-        log.info("model replica %s ready: %s", self.replica_id, s.model)
+        log.info("model replica %s ready: %s", self.replica_id, model.name)
 
     async def describe(self) -> tuple[tuple[ModelInfo, str | None], str]:
         return (self.engine.info, self.engine.instruction), self.replica_id
@@ -78,12 +82,13 @@ class _OneRequestIdHeader:
 
 
 class IngressServer:
-    """The HTTP front: the single-process app over a RemoteEngine. Also answers `drain` and `idle`
-    (handle calls from the driver on SIGTERM)."""
+    """The HTTP front: the single-process app, with the same `mounts`, over a RemoteEngine. Also
+    answers `drain` and `idle` (handle calls from the driver on SIGTERM)."""
 
-    def __init__(self, settings: ServerSettings, model: Any) -> None:
+    def __init__(self, settings: ServerSettings, model: Any, mounts: Sequence[Mount] = ()) -> None:
         self.settings = settings
         self.model = model
+        self.mounts = tuple(mounts)
         self.state: Any = None
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -93,7 +98,7 @@ class IngressServer:
         from rerankd.server.app import create_app
 
         engine = RemoteEngine(self.model, retry_after=self.settings.retry_after)
-        app = create_app(self.settings, engine=engine)
+        app = create_app(self.settings, engine=engine, mounts=self.mounts)
         self.state = app.state.rerankd
         answered = Counter(
             "rerankd_replica_requests",

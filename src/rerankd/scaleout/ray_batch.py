@@ -1,5 +1,6 @@
-"""`rerankd batch --ray`: score with Ray Data, `map_batches` over a pool of scorer actors (each holds
-one model), on a local Ray instance or an existing cluster. Results come back in input order
+"""`rerankd batch --ray`: score with Ray Data, `map_batches` over a pool of scorer actors (each loads
+the ModelConfig with the BatchConfig, as the one-process path does), on a local Ray instance or an
+existing cluster (the ScaleConfig's address and per-actor resources). Results come back in input order
 (`preserve_order`), checked line by line, and go through the same writer as the single-process path, so
 resuming and bad-line handling are identical. Ray is imported inside the functions.
 """
@@ -7,50 +8,34 @@ resuming and bad-line handling are identical. Ray is imported inside the functio
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from rerankd.scaleout.batch import BadLine, Job, Outcome, chunk_jobs, score_chunk_locally
+from rerankd.config import BatchConfig, ModelConfig
+from rerankd.scaleout.batch_files import BadLine, Job, Outcome
+from rerankd.scaleout.batch_scorers import chunk_jobs, score_chunk_locally
+from rerankd.scaleout.scale import ScaleConfig
 
 DEFAULT_WINDOW_PAIRS = 100_000  # pairs per Ray Data run: bounds the driver's memory
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What each actor loads (passed to Reranker.from_pretrained)."""
-
-    model: str
-    device: str = "auto"
-    dtype: str = "auto"
-    max_length: int = 8192
-    instruction: str | None = None
-    max_batch_tokens: int = 8192
+DEFAULT_CONCURRENCY = 2  # scorer actors
+DEFAULT_BATCH_SIZE = 64  # input lines per map_batches batch
 
 
 class ScorerActor:
-    """One model per actor; a batch of rows (line, payload) in, (line, scores, error) out."""
+    """One model per actor, loaded from the configs like the one-process path; a batch of rows (line,
+    payload) in, (line, scores, error) out."""
 
-    def __init__(self, spec: ModelSpec) -> None:
-        from rerankd.reranker import Reranker
+    def __init__(self, model: ModelConfig, batch: BatchConfig) -> None:
+        from rerankd.reranker import load_reranker
 
-        self.spec = spec
-        self.reranker = Reranker.from_pretrained(
-            spec.model,
-            device=spec.device,
-            dtype=spec.dtype,
-            max_length=spec.max_length,
-            instruction=spec.instruction,
-            max_batch_tokens=spec.max_batch_tokens,
-        )
+        self.reranker = load_reranker(model, batch)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         jobs = []
         for line, payload in zip(batch["line"], batch["payload"], strict=True):
             query, documents = json.loads(str(payload))
             jobs.append(Job(int(line), query, documents))
-        outcomes = score_chunk_locally(self.reranker, jobs, self.spec.instruction)
+        outcomes = score_chunk_locally(self.reranker, jobs)
         return {
             "line": [j.line for j in jobs],
             "scores": ["" if isinstance(o, BadLine) else json.dumps(o) for o in outcomes],
@@ -59,38 +44,37 @@ class ScorerActor:
 
 
 class RayScorer:
-    """Scores windows of jobs with Ray Data; `concurrency` actors of `num_cpus`/`num_gpus` each."""
+    """A BatchScorer on Ray Data: `concurrency` actors, each with `scale.num_cpus` / `scale.num_gpus`,
+    on the cluster at `scale.address` (or a local one)."""
 
     def __init__(
         self,
-        spec: ModelSpec,
+        model: ModelConfig,
+        batch: BatchConfig,
+        scale: ScaleConfig,
         *,
-        concurrency: int = 2,
-        batch_size: int = 64,
-        num_cpus: float = 1.0,
-        num_gpus: float = 0.0,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         window_pairs: int = DEFAULT_WINDOW_PAIRS,
-        ray_address: str | None = None,
         progress_bars: bool = False,
     ) -> None:
-        import ray
+        from rerankd.scaleout.scale import connect_ray
 
-        self.spec = spec
+        self.model = model
+        self.batch = batch
+        self.scale = scale
         self.concurrency = concurrency
         self.batch_size = batch_size
-        self.num_cpus = num_cpus
-        self.num_gpus = num_gpus
         self.window_pairs = window_pairs
-        self.own_ray = not ray.is_initialized()
-        if self.own_ray:
-            ray.init(address=ray_address, include_dashboard=False, logging_level=logging.WARNING)
+        self.own_ray = connect_ray(scale.address)
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = progress_bars
         self.description = (
-            f"{spec.model} on Ray Data ({concurrency} actors, {num_cpus:g} CPU / {num_gpus:g} GPU each)"
+            f"{model.name} on Ray Data ({concurrency} actors, "
+            f"{scale.num_cpus:g} CPU / {scale.num_gpus:g} GPU each)"
         )
 
     def _window(self, jobs: list[Job]) -> Iterator[tuple[Job, Outcome]]:
@@ -100,12 +84,12 @@ class RayScorer:
         blocks = max(1, min(len(rows) // max(1, self.batch_size), 4 * self.concurrency))
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             ScorerActor,
-            fn_constructor_args=(self.spec,),
+            fn_constructor_args=(self.model, self.batch),
             batch_size=self.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.concurrency),
-            num_cpus=self.num_cpus,
-            num_gpus=self.num_gpus or None,
+            num_cpus=self.scale.num_cpus,
+            num_gpus=self.scale.num_gpus or None,
         )
         expected = iter(jobs)
         for row in ds.iter_rows():
