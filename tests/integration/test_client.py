@@ -31,8 +31,8 @@ from rerankd.client import (
     RerankClient,
     RetryPolicy,
     ServerError,
+    _dialects,
 )
-from rerankd.client import _core as core
 from rerankd.client.errors import ConnectionError, TimeoutError
 from rerankd.types import Document
 from rerankd.types import Reranker as RerankerProtocol
@@ -361,8 +361,8 @@ def test_vllm_and_siliconflow_bodies_carry_the_template(faults: FaultServer, fak
     vllm, silicon = (r.body for r in faults.hits())
     assert vllm == {
         "model": QWEN3,
-        "query": core.qwen3_query(QUERY, instr),
-        "documents": [core.qwen3_document(d) for d in DOCS],
+        "query": _dialects.qwen3_query(QUERY, instr),
+        "documents": [_dialects.qwen3_document(d) for d in DOCS],
         "top_n": 2,
     }
     assert vllm["query"].startswith("<|im_start|>system") and vllm["query"].endswith(f"<Query>: {QUERY}\n")
@@ -421,7 +421,7 @@ def test_auto_detects_vllm_and_templates(faults: FaultServer, fake: FakeTime) ->
         assert client.model_name == "fake-model"  # the name the server gave in its answer
     models, first, second = faults.hits()
     assert models.path == "/v1/models"
-    assert first.body["query"] == second.body["query"] == core.qwen3_query(QUERY)
+    assert first.body["query"] == second.body["query"] == _dialects.qwen3_query(QUERY)
     assert "model" not in first.body  # no model was configured; vLLM serves its one model
 
 
