@@ -14,7 +14,7 @@ from rerankd.client._detect import Detection, RemoteModel, detection_steps, pars
 from rerankd.client._dialects import Chunk, Request
 from rerankd.client._limits import AsyncLimiter
 from rerankd.client._retry import Attempts
-from rerankd.client.errors import ClientError, InvalidResponseError, error_from_transport
+from rerankd.client.errors import ClientError, error_from_transport
 from rerankd.client.options import ClientOptions, OptionArgs, resolve_options
 from rerankd.types import DocumentLike, RerankResult
 
@@ -156,14 +156,9 @@ class AsyncRerankClient(BaseClient):
         return parse_models(await self._send(Request("GET", "/v1/models")))
 
     async def health(self) -> dict[str, Any]:
-        """GET /health: the server's answer ({"status": "ok"} for an empty 200); raises if unhealthy."""
-        try:
-            payload = await self._send(Request("GET", "/health"))
-        except InvalidResponseError as e:
-            if e.status is not None and 200 <= e.status < 300:
-                return {"status": "ok"}  # a 2xx that is not JSON (TEI, plain-text health checks)
-            raise
-        return self._health(payload)
+        """GET /health: the server's answer ({"status": "ok"} for an empty or plain-text 2xx); raises
+        if unhealthy."""
+        return self._health(await self._send(Request("GET", "/health", json_optional=True)))
 
     async def aclose(self) -> None:
         if self._own_http:

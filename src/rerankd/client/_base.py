@@ -125,6 +125,8 @@ class BaseClient:
         try:
             return json.loads(content)
         except ValueError:
+            if request.json_optional:
+                return None
             raise InvalidResponseError(
                 f"the answer to {request.method} {request.path} is not JSON: {content[:200]!r}",
                 status=status,

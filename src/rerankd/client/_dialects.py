@@ -77,6 +77,8 @@ class Request:
     n_docs: int = 0
     expected: int = 0
     request_id: str = field(default_factory=new_request_id)
+    #: A 2xx that is not JSON is fine (plain-text health checks): it reads as no payload.
+    json_optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from rerankd.client._detect import Detection, RemoteModel, detection_steps, pars
 from rerankd.client._dialects import Chunk, Request
 from rerankd.client._limits import SyncLimiter
 from rerankd.client._retry import Attempts
-from rerankd.client.errors import ClientError, InvalidResponseError, error_from_transport
+from rerankd.client.errors import ClientError, error_from_transport
 from rerankd.client.options import ClientOptions, OptionArgs, resolve_options
 from rerankd.types import DocumentLike, RerankResult
 
@@ -161,14 +161,9 @@ class RerankClient(BaseClient):
         return parse_models(self._send(Request("GET", "/v1/models")))
 
     def health(self) -> dict[str, Any]:
-        """GET /health: the server's answer ({"status": "ok"} for an empty 200); raises if unhealthy."""
-        try:
-            payload = self._send(Request("GET", "/health"))
-        except InvalidResponseError as e:
-            if e.status is not None and 200 <= e.status < 300:
-                return {"status": "ok"}  # a 2xx that is not JSON (TEI, plain-text health checks)
-            raise
-        return self._health(payload)
+        """GET /health: the server's answer ({"status": "ok"} for an empty or plain-text 2xx); raises
+        if unhealthy."""
+        return self._health(self._send(Request("GET", "/health", json_optional=True)))
 
     def close(self) -> None:
         if self._own_http:
