@@ -239,6 +239,17 @@ def test_429_retry_after_seconds_is_honoured(faults: FaultServer, fake: FakeTime
     assert result.indices == sorted(range(5), key=lambda i: -len(DOCS[i]))
 
 
+def test_retry_after_waits_are_jittered_over_the_wire(faults: FaultServer, fake: FakeTime) -> None:
+    """Issue 12: clients all told "Retry-After: 1" must not all come back in the same instant."""
+    for _ in range(8):
+        faults.on("POST", "/v1/rerank", error(429, "slow down", {"Retry-After": "1"}), rank_by(by_length))
+        client = RerankClient(faults.url, provider="rerankd", sleep=fake.sleep, clock=fake.clock)
+        with client:
+            client.score(QUERY, DOCS)  # the real random source
+    assert len(fake.slept) == 8 and len(set(fake.slept)) > 1
+    assert all(1.0 <= s <= 1.5 for s in fake.slept)
+
+
 def test_retry_after_http_date_is_honoured(faults: FaultServer, fake: FakeTime) -> None:
     when = email.utils.formatdate(time.time() + 5, usegmt=True)
     faults.on("POST", "/v1/rerank", error(503, "busy", {"Retry-After": when}), rank_by(by_length))
