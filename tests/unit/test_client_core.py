@@ -396,3 +396,34 @@ def test_the_client_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def drive(answers: dict[str, object]) -> tuple[list[str], _detect.Detection]:
+    """Run the one detection routine as both clients do, answering each request from `answers`
+    (a payload, or a ClientError to throw in)."""
+    asked: list[str] = []
+    steps = _detect.detection_steps("http://h")
+    request = next(steps)
+    try:
+        while True:
+            asked.append(request.path)
+            answer = answers[request.path]
+            request = steps.throw(answer) if isinstance(answer, ClientError) else steps.send(answer)
+    except StopIteration as done:
+        return asked, done.value
+
+
+def test_detection_steps_ask_models_then_tei_info() -> None:
+    asked, found = drive({"/v1/models": {"data": [{"id": "m", "templated": True}]}})
+    assert asked == ["/v1/models"] and (found.provider, found.model) == ("rerankd", "m")
+    tei = {"model_id": "BAAI/bge-reranker-base", "model_type": {"reranker": {}}}
+    asked, found = drive({"/v1/models": NotFoundError("no route", status=404), "/info": tei})
+    assert asked == ["/v1/models", "/info"] and (found.provider, found.model) == ("tei", tei["model_id"])
+    asked, found = drive({"/v1/models": {"oops": 1}, "/info": NotFoundError("no", status=404)})
+    assert asked == ["/v1/models", "/info"] and found.fallback and "GET /v1/models" in found.reason
+    denied = AuthenticationError("bad key", status=401)
+    with pytest.raises(AuthenticationError) as info:
+        drive({"/v1/models": denied})
+    assert info.value is denied
+    with pytest.raises(ServerError):
+        drive({"/v1/models": NotFoundError("no", status=404), "/info": ServerError("down", status=503)})
