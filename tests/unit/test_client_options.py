@@ -94,3 +94,12 @@ async def test_the_async_client_talks_through_a_transport() -> None:
     transport = httpx.MockTransport(rerank_answer)
     async with AsyncRerankClient("http://rerank.test", provider="jina", transport=transport) as client:
         assert await client.score("q", ["a", "b"]) == [0.0, 0.5]
+
+
+def test_the_keywords_are_exactly_the_options_fields() -> None:
+    from rerankd.client.options import OptionArgs
+
+    # Same names, same order, same annotations (strings here: both modules postpone annotations).
+    fields = [(f.name, str(f.type)) for f in dataclasses.fields(ClientOptions)][1:]
+    keywords = [(k, getattr(v, "__forward_arg__", v)) for k, v in OptionArgs.__annotations__.items()]
+    assert keywords == fields
