@@ -31,8 +31,8 @@ from rerankd.client import (
     RerankClient,
     RetryPolicy,
     ServerError,
+    _dialects,
 )
-from rerankd.client import _core as core
 from rerankd.client.errors import ConnectionError, TimeoutError
 from rerankd.types import Document
 from rerankd.types import Reranker as RerankerProtocol
@@ -239,6 +239,17 @@ def test_429_retry_after_seconds_is_honoured(faults: FaultServer, fake: FakeTime
     assert result.indices == sorted(range(5), key=lambda i: -len(DOCS[i]))
 
 
+def test_retry_after_waits_are_jittered_over_the_wire(faults: FaultServer, fake: FakeTime) -> None:
+    """Issue 12: clients all told "Retry-After: 1" must not all come back in the same instant."""
+    for _ in range(8):
+        faults.on("POST", "/v1/rerank", error(429, "slow down", {"Retry-After": "1"}), rank_by(by_length))
+        client = RerankClient(faults.url, provider="rerankd", sleep=fake.sleep, clock=fake.clock)
+        with client:
+            client.score(QUERY, DOCS)  # the real random source
+    assert len(fake.slept) == 8 and len(set(fake.slept)) > 1
+    assert all(1.0 <= s <= 1.5 for s in fake.slept)
+
+
 def test_retry_after_http_date_is_honoured(faults: FaultServer, fake: FakeTime) -> None:
     when = email.utils.formatdate(time.time() + 5, usegmt=True)
     faults.on("POST", "/v1/rerank", error(503, "busy", {"Retry-After": when}), rank_by(by_length))
@@ -361,8 +372,8 @@ def test_vllm_and_siliconflow_bodies_carry_the_template(faults: FaultServer, fak
     vllm, silicon = (r.body for r in faults.hits())
     assert vllm == {
         "model": QWEN3,
-        "query": core.qwen3_query(QUERY, instr),
-        "documents": [core.qwen3_document(d) for d in DOCS],
+        "query": _dialects.qwen3_query(QUERY, instr),
+        "documents": [_dialects.qwen3_document(d) for d in DOCS],
         "top_n": 2,
     }
     assert vllm["query"].startswith("<|im_start|>system") and vllm["query"].endswith(f"<Query>: {QUERY}\n")
@@ -421,7 +432,7 @@ def test_auto_detects_vllm_and_templates(faults: FaultServer, fake: FakeTime) ->
         assert client.model_name == "fake-model"  # the name the server gave in its answer
     models, first, second = faults.hits()
     assert models.path == "/v1/models"
-    assert first.body["query"] == second.body["query"] == core.qwen3_query(QUERY)
+    assert first.body["query"] == second.body["query"] == _dialects.qwen3_query(QUERY)
     assert "model" not in first.body  # no model was configured; vLLM serves its one model
 
 

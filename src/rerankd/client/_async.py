@@ -4,29 +4,22 @@ own code is the I/O loop."""
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from rerankd.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient
-from rerankd.client._core import (
-    Attempts,
-    Chunk,
-    Detection,
-    RateLimit,
-    RemoteModel,
-    Request,
-    RetryPolicy,
-    error_from_transport,
-    parse_models,
-    resolve_documents,
-)
+from rerankd.client._base import BaseClient, resolve_documents, validate_call
+from rerankd.client._detect import Detection, RemoteModel, detection_steps, parse_models
+from rerankd.client._dialects import Chunk, Request
 from rerankd.client._limits import AsyncLimiter
-from rerankd.client.errors import ClientError, InvalidResponseError
+from rerankd.client._retry import Attempts
+from rerankd.client.errors import ClientError, error_from_transport
+from rerankd.client.options import ClientOptions, OptionArgs, resolve_options
 from rerankd.types import DocumentLike, RerankResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class AsyncRerankClient(BaseClient):
@@ -38,53 +31,35 @@ class AsyncRerankClient(BaseClient):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
-        api_key: str | None = None,
-        model: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        rate_limit: RateLimit | None = None,
-        provider: str = "auto",
-        template: str | None = "auto",
-        max_docs_per_request: int | None = None,
-        deadline: float | None = 300.0,
-        retry: RetryPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
+        options: ClientOptions | None = None,
         http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = random.random,
+        **kwargs: Unpack[OptionArgs],
     ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            rate_limit=rate_limit,
-            provider=provider,
-            template=template,
-            max_docs_per_request=max_docs_per_request,
-            deadline=deadline,
-            retry=retry,
-            headers=headers,
-            clock=clock,
-            rand=rand,
-        )
+        """`base_url` and the keywords are ClientOptions' fields (see `rerankd.client.options`), on top
+        of `options` when given. `http_client` brings your own pool; `transport` (an httpx transport,
+        such as httpx.ASGITransport or httpx.MockTransport) goes into the pool the client makes."""
+        super().__init__(resolve_options(base_url, options, kwargs))
+        if http_client is not None and transport is not None:
+            raise ValueError("pass http_client or transport, not both: the transport belongs to the pool")
         self.sleep = sleep
         self._own_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=self.fanout * 2)
+            timeout=self.timeout,
+            limits=httpx.Limits(max_keepalive_connections=self.fanout * 2),
+            transport=transport,
         )
-        self._limiter = AsyncLimiter(rate_limit, clock, sleep)
+        self._limiter = AsyncLimiter(self.rate_limit, self.options.clock, sleep)
         self._detect_lock: asyncio.Lock | None = None
 
     # -- the I/O loop --------------------------------------------------------------------------------
 
     async def _send(self, request: Request) -> Any:
         """One request with retries: the JSON answer, or the final typed error."""
-        attempts = Attempts(self.retry, self.timeout, self.clock, self.rand)
+        attempts = Attempts(self.retry, self.timeout, self.options.clock, self.options.rand)
         url = self._url(request.path)
         while True:
             try:
@@ -130,19 +105,20 @@ class AsyncRerankClient(BaseClient):
         async with self._detect_lock:
             if self._detection is not None:
                 return self._detection
+            # Drive the one detection routine with this client's I/O (see _detect.detection_steps).
+            steps = detection_steps(self.base_url)
+            request = next(steps)
             try:
-                return self._detected(await self.models())
-            except ClientError as e:
-                if self._detection_error_is_final(e):
-                    raise
-                why = f"GET /v1/models: {e}"
-            try:
-                tei = self._tei_info(await self._send(Request("GET", "/info")))
-            except ClientError as e:
-                if self._detection_error_is_final(e):
-                    raise
-                tei = None
-            return self._detected(None, why, tei)
+                while True:
+                    try:
+                        payload = await self._send(request)
+                    except ClientError as e:
+                        request = steps.throw(e)
+                    else:
+                        request = steps.send(payload)
+            except StopIteration as done:
+                self._detection = done.value
+                return done.value
 
     # -- the API -------------------------------------------------------------------------------------
 
@@ -156,7 +132,7 @@ class AsyncRerankClient(BaseClient):
         return_documents: bool = False,
     ) -> RerankResult:
         """Documents sorted by relevance, best first, with indices into `documents`."""
-        self._check(query, top_n)
+        validate_call(query, top_n)
         docs = resolve_documents(documents)
         if not docs:
             return RerankResult(results=(), model=self.model_name)
@@ -168,7 +144,7 @@ class AsyncRerankClient(BaseClient):
         self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
     ) -> list[float]:
         """Relevance scores in input order."""
-        self._check(query, None)
+        validate_call(query, None)
         docs = resolve_documents(documents)
         if not docs:
             return []
@@ -180,14 +156,9 @@ class AsyncRerankClient(BaseClient):
         return parse_models(await self._send(Request("GET", "/v1/models")))
 
     async def health(self) -> dict[str, Any]:
-        """GET /health: the server's answer ({"status": "ok"} for an empty 200); raises if unhealthy."""
-        try:
-            payload = await self._send(Request("GET", "/health"))
-        except InvalidResponseError as e:
-            if e.status is not None and 200 <= e.status < 300:
-                return {"status": "ok"}  # a 2xx that is not JSON (TEI, plain-text health checks)
-            raise
-        return self._health(payload)
+        """GET /health: the server's answer ({"status": "ok"} for an empty or plain-text 2xx); raises
+        if unhealthy."""
+        return self._health(await self._send(Request("GET", "/health", json_optional=True)))
 
     async def aclose(self) -> None:
         if self._own_http:

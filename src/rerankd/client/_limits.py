@@ -8,8 +8,45 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
-from rerankd.client._core import RateLimit, TokenBucket
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Client-side limits for providers with quotas: a token bucket of `requests_per_second` (bursts
+    of up to `burst` requests) and at most `max_concurrent` requests in flight. Every HTTP attempt
+    counts, retries included. None means no limit."""
+
+    requests_per_second: float | None = None
+    max_concurrent: int | None = None
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if self.requests_per_second is not None and self.requests_per_second <= 0:
+            raise ValueError(f"requests_per_second must be positive, got {self.requests_per_second}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {self.max_concurrent}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be >= 1, got {self.burst}")
+
+
+class TokenBucket:
+    """A token bucket that hands out reservations: `reserve(now)` takes a token and returns how long
+    to wait before using it (0 when one is there). Not locked: the sync client holds a lock around it,
+    the async one runs it on one event loop."""
+
+    def __init__(self, rate: float, burst: int = 1, now: float = 0.0) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = now
+
+    def reserve(self, now: float) -> float:
+        if now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class SyncLimiter:

@@ -1,32 +1,26 @@
-"""RerankClient: the blocking client. Its only own code is the I/O loop; the rest is in `_base`/`_core`."""
+"""RerankClient: the blocking client. Its only own code is the I/O loop; the rest is in `_base` and the modules it uses."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from rerankd.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient
-from rerankd.client._core import (
-    Attempts,
-    Chunk,
-    Detection,
-    RateLimit,
-    RemoteModel,
-    Request,
-    RetryPolicy,
-    error_from_transport,
-    parse_models,
-    resolve_documents,
-)
+from rerankd.client._base import BaseClient, resolve_documents, validate_call
+from rerankd.client._detect import Detection, RemoteModel, detection_steps, parse_models
+from rerankd.client._dialects import Chunk, Request
 from rerankd.client._limits import SyncLimiter
-from rerankd.client.errors import ClientError, InvalidResponseError
+from rerankd.client._retry import Attempts
+from rerankd.client.errors import ClientError, error_from_transport
+from rerankd.client.options import ClientOptions, OptionArgs, resolve_options
 from rerankd.types import DocumentLike, RerankResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class _Aborted(Exception):
@@ -42,46 +36,28 @@ class RerankClient(BaseClient):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
-        api_key: str | None = None,
-        model: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        rate_limit: RateLimit | None = None,
-        provider: str = "auto",
-        template: str | None = "auto",
-        max_docs_per_request: int | None = None,
-        deadline: float | None = 300.0,
-        retry: RetryPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
+        options: ClientOptions | None = None,
         http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = random.random,
+        **kwargs: Unpack[OptionArgs],
     ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            rate_limit=rate_limit,
-            provider=provider,
-            template=template,
-            max_docs_per_request=max_docs_per_request,
-            deadline=deadline,
-            retry=retry,
-            headers=headers,
-            clock=clock,
-            rand=rand,
-        )
+        """`base_url` and the keywords are ClientOptions' fields (see `rerankd.client.options`), on top
+        of `options` when given. `http_client` brings your own pool; `transport` (an httpx transport,
+        such as httpx.ASGITransport or httpx.MockTransport) goes into the pool the client makes."""
+        super().__init__(resolve_options(base_url, options, kwargs))
+        if http_client is not None and transport is not None:
+            raise ValueError("pass http_client or transport, not both: the transport belongs to the pool")
         self.sleep = sleep
         self._own_http = http_client is None
         self._http = http_client or httpx.Client(
-            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=self.fanout * 2)
+            timeout=self.timeout,
+            limits=httpx.Limits(max_keepalive_connections=self.fanout * 2),
+            transport=transport,
         )
-        self._limiter = SyncLimiter(rate_limit, clock, sleep)
+        self._limiter = SyncLimiter(self.rate_limit, self.options.clock, sleep)
         self._detect_lock = threading.Lock()
 
     # -- the I/O loop --------------------------------------------------------------------------------
@@ -89,7 +65,7 @@ class RerankClient(BaseClient):
     def _send(self, request: Request, abort: threading.Event | None = None) -> Any:
         """One request with retries: the JSON answer, or the final typed error. A set `abort` (another
         slice of the same call failed) stops the retries."""
-        attempts = Attempts(self.retry, self.timeout, self.clock, self.rand)
+        attempts = Attempts(self.retry, self.timeout, self.options.clock, self.options.rand)
         url = self._url(request.path)
         while True:
             if abort is not None and abort.is_set():
@@ -134,19 +110,20 @@ class RerankClient(BaseClient):
         with self._detect_lock:
             if self._detection is not None:
                 return self._detection
+            # Drive the one detection routine with this client's I/O (see _detect.detection_steps).
+            steps = detection_steps(self.base_url)
+            request = next(steps)
             try:
-                return self._detected(self.models())
-            except ClientError as e:
-                if self._detection_error_is_final(e):
-                    raise
-                why = f"GET /v1/models: {e}"
-            try:
-                tei = self._tei_info(self._send(Request("GET", "/info")))
-            except ClientError as e:
-                if self._detection_error_is_final(e):
-                    raise
-                tei = None
-            return self._detected(None, why, tei)
+                while True:
+                    try:
+                        payload = self._send(request)
+                    except ClientError as e:
+                        request = steps.throw(e)
+                    else:
+                        request = steps.send(payload)
+            except StopIteration as done:
+                self._detection = done.value
+                return done.value
 
     # -- the API -------------------------------------------------------------------------------------
 
@@ -160,7 +137,7 @@ class RerankClient(BaseClient):
         return_documents: bool = False,
     ) -> RerankResult:
         """Documents sorted by relevance, best first, with indices into `documents`."""
-        self._check(query, top_n)
+        validate_call(query, top_n)
         docs = resolve_documents(documents)
         if not docs:
             return RerankResult(results=(), model=self.model_name)
@@ -172,7 +149,7 @@ class RerankClient(BaseClient):
         self, query: str, documents: Sequence[DocumentLike], *, instruction: str | None = None
     ) -> list[float]:
         """Relevance scores in input order."""
-        self._check(query, None)
+        validate_call(query, None)
         docs = resolve_documents(documents)
         if not docs:
             return []
@@ -184,14 +161,9 @@ class RerankClient(BaseClient):
         return parse_models(self._send(Request("GET", "/v1/models")))
 
     def health(self) -> dict[str, Any]:
-        """GET /health: the server's answer ({"status": "ok"} for an empty 200); raises if unhealthy."""
-        try:
-            payload = self._send(Request("GET", "/health"))
-        except InvalidResponseError as e:
-            if e.status is not None and 200 <= e.status < 300:
-                return {"status": "ok"}  # a 2xx that is not JSON (TEI, plain-text health checks)
-            raise
-        return self._health(payload)
+        """GET /health: the server's answer ({"status": "ok"} for an empty or plain-text 2xx); raises
+        if unhealthy."""
+        return self._health(self._send(Request("GET", "/health", json_optional=True)))
 
     def close(self) -> None:
         if self._own_http:

@@ -12,10 +12,17 @@ words when it sent any), `request_id` (the server's `x-request-id`, or the id th
 from __future__ import annotations
 
 import builtins
+import email.utils
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
 
 from rerankd.errors import RerankdError
 
 __all__ = [
+    "RETRYABLE_STATUS",
     "APIConnectionError",
     "APITimeoutError",
     "AuthenticationError",
@@ -27,6 +34,10 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "TimeoutError",
+    "error_from_response",
+    "error_from_transport",
+    "message_of",
+    "parse_retry_after",
 ]
 
 
@@ -115,3 +126,117 @@ class InvalidResponseError(ClientError):
 
 APIConnectionError = ConnectionError
 APITimeoutError = TimeoutError
+
+
+# ----------------------------------------------------------------------------------------------------
+# From the wire to a typed error
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def message_of(body: Any) -> tuple[str | None, str | int | None]:
+    """The message and code of an error body in any of the common shapes."""
+    if not isinstance(body, dict):
+        return None, None
+    err = body.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return err["message"], err.get("code") if err.get("code") is not None else err.get("type")
+    if isinstance(err, str):
+        return err, body.get("code")
+    for key in ("message", "detail"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return value, body.get("code")
+        if isinstance(value, list):  # FastAPI's validation errors
+            return "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value), None
+    return None, None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None if
+    absent or unreadable. `now` is the wall clock (time.time()) an HTTP date is measured from."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000
+            if math.isfinite(value):
+                return max(0.0, value)
+        except ValueError:
+            pass
+    raw = lower.get("retry-after")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+        return max(0.0, value) if math.isfinite(value) else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:  # pragma: no cover - older Pythons
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _class_of(status: int) -> type[ClientError]:
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 404:
+        return NotFoundError
+    if status == 408:
+        return TimeoutError
+    if status == 429:
+        return RateLimitError
+    return ServerError if status >= 500 else BadRequestError
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    sent_request_id: str | None = None,
+    url: str | None = None,
+    reason: str = "",
+    now: float | None = None,
+) -> ClientError:
+    """The typed error for a non-2xx answer, with the server's message, code and request id."""
+    body: Any = None
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    message, code = message_of(body)
+    if message is None:
+        text = content.decode("utf-8", "replace").strip()
+        message = text[:500] if text else (reason or "no message")
+    lower = {k.lower(): v for k, v in headers.items()}
+    request_id = lower.get("x-request-id") or (
+        body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+    )
+    error = _class_of(status)(
+        message,
+        status=status,
+        request_id=request_id or sent_request_id,
+        code=code,
+        retry_after=parse_retry_after(headers, now),
+        url=url,
+    )
+    error.retryable = status in RETRYABLE_STATUS or status >= 500
+    return error
+
+
+def error_from_transport(exc: BaseException, *, url: str | None, request_id: str | None) -> ClientError:
+    """A ConnectionError or TimeoutError for an exception raised by the transport (httpx)."""
+    import httpx
+
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        err: ClientError = TimeoutError(f"no answer in time ({detail})", request_id=request_id, url=url)
+    else:
+        err = ConnectionError(f"no answer: {detail}", request_id=request_id, url=url)
+    err.__cause__ = exc
+    return err
