@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==$(TORCH_VERSION)
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # Seconds to wait for the CPU index before going on without it (a machine with a local wheel store).
 INDEX_PROBE_TIMEOUT ?= 5
+# What `make install` puts in .venv: every extra and the dev tools; EXTRAS=local is the light path to a
+# first ranking (torch + transformers, no server), EXTRAS=server for `rerankd serve`.
+EXTRAS ?= all,dev
 MODEL ?= Qwen/Qwen3-Reranker-0.6B
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -43,7 +46,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	args="$$($(TORCH_ARGS))" || exit 2; $(PY) -m pip install -q $$args "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 test: install
