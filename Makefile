@@ -16,10 +16,13 @@ MODEL ?= Qwen/Qwen3-Reranker-0.6B
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# One stamp per EXTRAS, so that `make serve` after `make install EXTRAS=local` adds the rest.
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: install test serve smoke lint bench clean torch-args
 
-install: $(VENV)/.installed
+install: $(STAMP)
 
 # The pip arguments that pick the torch build (shell code, printed by `make -s torch-args`). The CPU index
 # is probed first: when it cannot be reached (no network beyond a local mirror), the install goes on with
@@ -42,7 +45,7 @@ TORCH_ARGS = kind="$(TORCH)"; \
 torch-args:
 	@$(TORCH_ARGS)
 
-$(VENV)/.installed: pyproject.toml
+$(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	args="$$($(TORCH_ARGS))" || exit 2; $(PY) -m pip install -q $$args "$(TORCH_SPEC)"
