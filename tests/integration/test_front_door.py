@@ -89,6 +89,18 @@ def test_tiny_random_ranks_in_one_command(cache: Path) -> None:
     assert list(cache.glob("tiny-random-*")) == built
 
 
+def test_tiny_random_in_batch(cache: Path, tmp_path: Path) -> None:
+    # Every command that loads a model takes tiny-random, not only rank and serve.
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"query": "capital", "documents": DOCS, "id": "q1"}) + "\n")
+    args = ("batch", "--input", str(src), "--output", str(dst), "-m", "tiny-random")
+    out = run(*args, env={"RERANKD_CACHE": str(cache)})
+    assert out.returncode == 0, out.stderr
+    line = json.loads(dst.read_text())
+    assert line["id"] == "q1" and len(line["scores"]) == 3
+    assert out.stderr.count("NOT a real reranker") == 1
+
+
 def test_tiny_random_with_the_real_tokenizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rerankd.testing.synthetic import default_tokenizer_dir
 

@@ -160,8 +160,14 @@ def model_config(
     trust_remote_code: bool = False,
     served_name: str | None = None,
 ) -> ModelConfig:
-    """The parsed model options as a ModelConfig (the loader refuses an unknown dtype)."""
+    """The parsed model options as a ModelConfig (the loader refuses an unknown dtype). `tiny-random`
+    becomes the smoke-test model's directory here, so every command that loads a model takes it."""
     positive(**{"--max-length": max_length})
+    from rerankd import smoke
+
+    if smoke.is_tiny_random(model):
+        prepared = prepare_model(model, device=device, served_name=served_name)
+        model, served_name = prepared.path, prepared.name
     return ModelConfig(
         model=model,
         device=device,
