@@ -7,6 +7,7 @@ Imports nothing heavy: huggingface_hub (the `local` extra) and modelscope load o
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -114,6 +115,10 @@ def download(model: str, *, to: Path | None = None, source: Source = "hf") -> Pa
         hit = cached(model)
         if hit is not None and to is None:
             return hit
+        if hit is not None and to is not None:
+            # The cache's snapshot is symlinks into its blob store: copy the files themselves.
+            shutil.copytree(hit, to, dirs_exist_ok=True)
+            return Path(to)
         raise ModelNotAvailable(how_to_get(model, "HF_HUB_OFFLINE is set and the hub cache has no copy"))
     try:
         return Path(fetch(model, **kwargs))

@@ -128,3 +128,13 @@ def test_huggingface_hub_not_installed_names_the_extra(monkeypatch: pytest.Monke
     with pytest.raises(hub.MissingExtra, match=r'pip install "rerankd\[local\]"'):
         hub.download("org/model")
     assert hub.cached("org/model") is None
+
+
+def test_offline_download_to_copies_the_cached_copy(
+    tmp_path: Path, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.download("org/model")  # now in the (fake) cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = hub.download("org/model", to=tmp_path / "copy")
+    assert (out / "config.json").read_text() == "{}" and out == tmp_path / "copy"
+    assert len(downloads(fake_hub)) == 1
