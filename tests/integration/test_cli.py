@@ -59,9 +59,10 @@ def test_score_from_stdin_in_input_order(qwen3_dir: Path, qwen3_reranker: Rerank
 
 def test_missing_model_is_a_clear_error() -> None:
     out = run("rank", "--model", "no-such-org/no-such-model", "--query", "q", "doc")
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "HF_HUB_OFFLINE" in out.stderr and "local directory" in out.stderr
+    assert "rerankd download no-such-org/no-such-model" in out.stderr
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -81,7 +82,8 @@ def test_bad_top_n(qwen3_dir: Path) -> None:
 
 
 def test_no_documents(qwen3_dir: Path) -> None:
-    # An empty documents list is an empty result, not an error.
-    out = run("rank", "--model", str(qwen3_dir), "--query", "q", "--json", "--file", "-", stdin="")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["results"] == []
+    # Empty stdin is a mistake (a pipe that produced nothing), not an empty ranking.
+    for command in ("rank", "score"):
+        out = run(command, "--model", str(qwen3_dir), "--query", "q", "--file", "-", stdin="")
+        assert out.returncode == 2, out.stdout
+        assert "no documents" in out.stderr and "Traceback" not in out.stderr and out.stdout == ""

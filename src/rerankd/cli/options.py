@@ -8,6 +8,8 @@ their defaults come from `rerankd.config`, so a command states none of its own. 
 from __future__ import annotations
 
 import enum
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,7 @@ from rerankd.config import (
     BatchConfig,
     ModelConfig,
 )
+from rerankd.errors import ModelLoadError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -37,6 +40,51 @@ def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
     """Print `error: message` on stderr; `raise fail(...)` ends the command with `code`."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+#: The extra that installs each optional top-level module, for one-line "pip install" errors.
+EXTRA_OF = {
+    "torch": "local",
+    "transformers": "local",
+    "safetensors": "local",
+    "tokenizers": "local",
+    "huggingface_hub": "local",
+    "fastapi": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "prometheus_client": "server",
+    "gradio": "ui",
+    "bm25s": "eval",
+    "pytrec_eval": "eval",
+    "matplotlib": "eval",
+    "ray": "ray",
+    "modelscope": "modelscope",
+}
+#: What each extra must bring for a command to start (checked before any work).
+NEEDS = {
+    "local": ("torch", "transformers", "safetensors", "huggingface_hub"),
+    "server": ("fastapi", "uvicorn", "prometheus_client"),
+    "ui": ("gradio",),
+    "eval": ("bm25s", "pytrec_eval"),
+    "ray": ("ray",),
+}
+
+
+def missing_extra(module: str | None) -> str | None:
+    """The one-line error for a missing optional module, or None when it is not one of ours."""
+    top = (module or "").split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    return f'this needs {top}, which is not installed: pip install "rerankd[{extra}]"'
+
+
+def require(*extras: str) -> None:
+    """Refuse to start (exit 2, one line) when an extra the command needs is not installed."""
+    for extra in extras:
+        for module in NEEDS[extra]:
+            if importlib.util.find_spec(module) is None:
+                raise fail(missing_extra(module) or module, EXIT_USAGE)
 
 
 def positive(**values: int | float | None) -> None:
@@ -112,8 +160,14 @@ def model_config(
     trust_remote_code: bool = False,
     served_name: str | None = None,
 ) -> ModelConfig:
-    """The parsed model options as a ModelConfig (the loader refuses an unknown dtype)."""
+    """The parsed model options as a ModelConfig (the loader refuses an unknown dtype). `tiny-random`
+    becomes the smoke-test model's directory here, so every command that loads a model takes it."""
     positive(**{"--max-length": max_length})
+    from rerankd import smoke
+
+    if smoke.is_tiny_random(model):
+        prepared = prepare_model(model, device=device, served_name=served_name)
+        model, served_name = prepared.path, prepared.name
     return ModelConfig(
         model=model,
         device=device,
@@ -124,6 +178,74 @@ def model_config(
         trust_remote_code=trust_remote_code,
         served_name=served_name,
     )
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, saying what to do instead (before any loading)."""
+    name = device.strip().lower()
+    if not name.startswith(("cuda", "mps")):
+        return
+    import torch
+
+    if name.startswith("mps"):
+        if not torch.backends.mps.is_available():
+            raise fail(
+                f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu", EXIT_USAGE
+            )
+        return
+    if not torch.cuda.is_available():
+        why = (
+            f"torch {torch.__version__} is a CPU-only build"
+            if torch.version.cuda is None
+            else "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+        )
+        raise fail(
+            f"--device {device}: CUDA is not available here: {why}. Use --device cpu (or auto), or on a "
+            "machine with an NVIDIA GPU install a CUDA build of torch (make install TORCH=cuda)",
+            EXIT_USAGE,
+        )
+    _, _, index = name.partition(":")
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise fail(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)", EXIT_USAGE
+        )
+
+
+def quiet_loading() -> None:
+    """No per-load "Loading weights" / "Writing model shards" bars from transformers: a command shows one
+    progress bar, the download's, which has already run by the time this is called."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    path: str  # a local directory: nothing downloads after this
+    name: str  # what results and /v1/models call it
+    smoke: bool  # the tiny-random smoke-test model
+
+
+def prepare_model(
+    model: str, *, device: str, served_name: str | None = None, extras: tuple[str, ...] = ()
+) -> PreparedModel:
+    """Everything that can refuse a model, before any port is bound or weights are read: the extras, the
+    device, and the model's files (the directory, the hub cache, a download, or the tiny-random build).
+    Each refusal is one line and exit 2."""
+    from rerankd import hub, smoke
+
+    require("local", *extras)
+    check_device(device)
+    if smoke.is_tiny_random(model):
+        quiet_loading()
+        err.print(f"[bold yellow]WARNING:[/] {escape(smoke.WARNING)}")
+        return PreparedModel(str(smoke.tiny_random_dir()), served_name or smoke.SERVED_NAME, True)
+    try:
+        path = hub.resolve(model)
+    except ModelLoadError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    quiet_loading()
+    return PreparedModel(str(path), served_name or model, False)
 
 
 # -- batch options ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ from rerankd.cli.options import (
     batch_config,
     fail,
     model_config,
+    prepare_model,
 )
 from rerankd.errors import RerankdError
 from rerankd.reranker import load_reranker
@@ -90,13 +92,24 @@ def load_local(
     max_batch_tokens: int,
     max_batch_size: int,
     **options: Any,
-) -> Any:
-    """The local Reranker for rank and score; `options` are the shared model options."""
+) -> tuple[Any, str]:
+    """The local Reranker for rank and score; `options` are the shared model options. The model is
+    resolved first (extras, device, files: one-line errors, exit 2), then loaded under its given name."""
     if not model:
         raise fail(
-            "pass --model (a hub id or a local model directory) or --url (a rerankd server)", EXIT_USAGE
+            "pass --model (a hub id, a local model directory, or tiny-random) or --url (a rerankd server)",
+            EXIT_USAGE,
         )
-    return load_reranker(model_config(model, **options), batch_config(max_batch_tokens, max_batch_size))
+    prepared = prepare_model(model, device=options["device"])
+    config = model_config(prepared.path, served_name=prepared.name, **options)
+    # The name is the one the user gave (a hub id), not the cache's snapshot path the model loads from.
+    return load_reranker(config, batch_config(max_batch_tokens, max_batch_size)), prepared.name
+
+
+def require_documents(docs: list[Document]) -> list[Document]:
+    if not docs:
+        raise fail("no documents to rank: pass them as arguments, with --file FILE, or on stdin", EXIT_USAGE)
+    return docs
 
 
 def print_ranking(result: RerankResult, docs: list[Document]) -> None:
@@ -147,7 +160,7 @@ def rank(
 ) -> None:
     """Rank documents by relevance to the query: a table, or JSON with --json."""
     try:
-        docs = gather_documents(documents, file)
+        docs = require_documents(gather_documents(documents, file))
         if top_n is not None and top_n <= 0:
             raise fail(f"--top-n must be a positive integer, got {top_n}", EXIT_USAGE)
         if url:
@@ -160,7 +173,7 @@ def rank(
                     query, docs, top_n=top_n, instruction=instruction, return_documents=True
                 )
         else:
-            reranker = load_local(
+            reranker, name = load_local(
                 model,
                 device=device,
                 dtype=dtype,
@@ -172,6 +185,7 @@ def rank(
                 max_batch_size=max_batch_size,
             )
             result = reranker.rerank(query, docs, top_n=top_n, return_documents=True)
+            result = dataclasses.replace(result, model=name)
     except (RerankdError, ValueError) as e:
         raise fail(str(e)) from None
     if json_out:
@@ -200,7 +214,7 @@ def score(
 ) -> None:
     """Print the relevance scores in input order, as JSON."""
     try:
-        docs = gather_documents(documents, file)
+        docs = require_documents(gather_documents(documents, file))
         if url:
             from rerankd.client import RerankClient
 
@@ -210,7 +224,7 @@ def score(
                 scores = client.score(query, docs, instruction=instruction)
                 name = client.model_name
         else:
-            reranker = load_local(
+            reranker, name = load_local(
                 model,
                 device=device,
                 dtype=dtype,
@@ -222,7 +236,6 @@ def score(
                 max_batch_size=max_batch_size,
             )
             scores = reranker.score(query, docs)
-            name = reranker.info.name
     except (RerankdError, ValueError) as e:
         raise fail(str(e)) from None
     typer.echo(json.dumps({"model": name, "scores": scores}))

@@ -32,6 +32,7 @@ from rerankd.cli.options import (
     fail,
     model_config,
     positive,
+    prepare_model,
 )
 from rerankd.server.settings import (
     DEFAULT_DRAIN_TIMEOUT,
@@ -147,11 +148,16 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs, vLLM's score API."""
     if not model:
-        raise fail("pass --model (a hub id or a local model directory)", EXIT_USAGE)
+        raise fail("pass --model (a hub id, a local model directory, or tiny-random)", EXIT_USAGE)
     keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]
     if api_key_file is not None:
         keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
     positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
+    # Extras, device and the model's files are settled before a port is bound (one line, exit 2).
+    prepared = prepare_model(
+        model, device=device, served_name=served_model_name, extras=("server", "ray") if ray else ("server",)
+    )
+    model, served_model_name = prepared.path, prepared.name
     settings = ServerSettings.of(
         model_config(
             model,

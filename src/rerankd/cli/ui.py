@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rerankd.cli.options import TimeoutOpt, check_url, err, fail
+from rerankd.cli.options import EXIT_USAGE, TimeoutOpt, check_url, err, fail
 
 
 def ui_command(
@@ -32,7 +32,7 @@ def ui_command(
     try:
         from rerankd.ui.blocks import CONCURRENCY, build_blocks, page_options
     except ImportError as e:
-        raise fail(f"the web UI needs Gradio ({e}); pip install 'rerankd[ui]'") from None
+        raise fail(f'the web UI needs Gradio ({e}); pip install "rerankd[ui]"', EXIT_USAGE) from None
     from rerankd.ui.core import client_backend
 
     backend = client_backend(
