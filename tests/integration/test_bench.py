@@ -29,3 +29,27 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     server = rows["C", "float32 server x2"]
     assert server["max_diff"] < 1e-5 and server["vs_offline"] > 0 and server["peak_rss_gib"] > 0
     assert "| C | float32 server x2 |" in proc.stdout
+
+
+def test_bench_header_auto_compiled_and_a_missing_peer(qwen3_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "rerankd.bench", "--model", str(qwen3_dir), "--quick", "--workloads", "A"]
+    cmd += ["--variants", "float32,bfloat16+compile,auto,st-crossencoder", "--output", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CPU features: AMX " in proc.stdout and "dtype auto would pick: " in proc.stdout
+    payload = json.loads(out.read_text())
+    assert set(payload["machine"]["features"]) >= {"amx", "avx512_bf16", "vnni"}
+    rows = {r["variant"]: r for r in payload["rows"]}
+    auto = next(v for v in rows if v.startswith("auto="))  # names the dtype it resolved to
+    assert auto.removeprefix("auto=") in ("float32", "bfloat16")
+    assert "bfloat16+compile: compile on, warm-up" in proc.stderr
+    # No reference row in this run: drift is unset, but the compiled bf16 scores track fp32's.
+    compiled, exact = rows["bfloat16+compile"]["scores"][0], rows["float32"]["scores"][0]
+    assert max(abs(a - b) for a, b in zip(compiled, exact, strict=True)) < 0.05
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        assert "st-crossencoder: skipped (sentence-transformers is not installed)" in proc.stderr
+    assert "st-crossencoder" not in rows  # the tiny model has no sentence-transformers layout either

@@ -10,6 +10,10 @@ tokenizer), built once under benchmarks/.models/; speed does not depend on weigh
 
 Modules: `workloads` (the model and the seeded requests), `machine` (CPU facts, matmul peaks, limits),
 `runner` (variants in child processes, the server under load), `report` (BenchRow, table, JSON).
+Also measured: `auto` (whatever dtype="auto" loads here, named in its row), `bfloat16+compile` (bf16 with
+rerankd.models.fused: inductor-compiled norms, MLP and RoPE; warm-up outside the timed part) and, when
+sentence-transformers is installed and the model has its layout, its CrossEncoder as a peer. The header
+names the CPU's features (AMX, avx512_bf16, VNNI) and the dtype `auto` would pick from them.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ def bench(
     ] = None,
     workloads: Annotated[str, typer.Option(help="Comma-separated: A, B, C.")] = "A,B,C",
     variants: Annotated[
-        str, typer.Option(help="Comma-separated: reference, float32, bfloat16, int8.")
-    ] = "reference,float32,bfloat16,int8",
+        str, typer.Option(help="Comma-separated: " + ", ".join(VARIANTS) + ".")
+    ] = "reference,float32,bfloat16,bfloat16+compile,int8,auto,st-crossencoder",
     quick: Annotated[bool, typer.Option("--quick", help="Fewer documents: a run fits in minutes.")] = False,
     max_batch_tokens: Annotated[
         int, typer.Option(help="rerankd's token budget per batch.")
@@ -92,10 +96,16 @@ def bench(
     from transformers import AutoTokenizer
 
     from rerankd.bench.machine import Limits, load_average, machine
+    from rerankd.models.cpu import CpuFeatures, bf16_speedup, pick_dtype
     from rerankd.models.loading import cpu_threads
 
     info = machine()
     typer.echo(f"machine: {info['cpu']} ({info['cores']} cores; {info['flags']}); load {info['load_before']}")
+    features = CpuFeatures.detect()
+    picked, why = pick_dtype("cpu", features)
+    info |= {"features": features.as_dict(), "auto_pick": [picked, why], "bf16_gemm_x_fp32": bf16_speedup()}
+    typer.echo(f"CPU features: {features.summary()}")
+    typer.echo(f"dtype auto would pick: {picked} ({why})")
     limits = Limits.measure(model_dir, cpu_threads())
     typer.echo(
         "matmul peak GFLOP/s: "

@@ -20,7 +20,10 @@ from rerankd.bench.machine import Limits
 from rerankd.bench.report import BenchRow, progress_line
 from rerankd.bench.workloads import Request
 
-VARIANTS = ("reference", "float32", "bfloat16", "int8")  # reference: the official algorithm, fp32
+# reference: the official algorithm, fp32. auto: what dtype="auto" loads on this machine.
+# bfloat16+compile: bf16 with rerankd.models.fused (inductor-compiled norms, MLP, RoPE).
+# st-crossencoder: sentence-transformers' CrossEncoder on the same model, when installed (a peer).
+VARIANTS = ("reference", "float32", "bfloat16", "bfloat16+compile", "int8", "auto", "st-crossencoder")
 
 Say = Callable[[str], None]
 
@@ -51,7 +54,13 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
     t0 = time.perf_counter()
     score: Callable[[str, list[str]], list[float]]
     count: Callable[[str, list[str]], int]
-    if variant == "reference":
+    extra: dict[str, Any] = {"dtype": "float32"}
+    if variant == "st-crossencoder":
+        peer = _st_peer(model_dir)
+        if isinstance(peer, str):
+            return {"variant": variant, "skipped": peer}
+        score, count = peer
+    elif variant == "reference":
         import torch
 
         from rerankd.models.loading import cpu_threads
@@ -64,8 +73,16 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
         from rerankd.config import BatchConfig, ModelConfig
         from rerankd.reranker import load_reranker
 
-        config = ModelConfig(model=model_dir, device="cpu", dtype=variant)
+        dtype = "bfloat16" if variant == "bfloat16+compile" else variant
+        config = ModelConfig(model=model_dir, device="cpu", dtype=dtype)
         rr = load_reranker(config, BatchConfig(max_batch_tokens=max_batch_tokens))
+        extra["dtype"] = rr.info.dtype  # what auto resolved to; int8's matmuls are set against int8's peak
+        if variant == "bfloat16+compile":
+            from rerankd.models.fused import maybe_compile
+
+            compiled = maybe_compile(getattr(rr.scorer, "model"), "on")  # noqa: B009 - not on Scorer
+            extra |= {"compiled": compiled.compiled, "compile_seconds": compiled.seconds}
+            extra["compile_reason"] = compiled.reason
         score = lambda q, docs: rr.score(q, docs)  # noqa: E731
         count = lambda q, docs: sum(len(e) for e in rr.encode(q, docs))  # noqa: E731
     load_s = time.perf_counter() - t0
@@ -82,7 +99,32 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
         "tokens": tokens,
         "scores": scores,
         "maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    }
+    } | extra
+
+
+def _st_peer(model_dir: str) -> str | tuple[Callable[[str, list[str]], list[float]], Any]:
+    """sentence-transformers' CrossEncoder on the model, or why it cannot run here (a reason string)."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError:
+        return "sentence-transformers is not installed"
+    if not (Path(model_dir) / "modules.json").exists():
+        return "the model has no sentence-transformers layout (modules.json)"
+    import torch
+
+    from rerankd.models.loading import cpu_threads
+
+    torch.set_num_threads(cpu_threads())
+    ce = CrossEncoder(model_dir, device="cpu")
+    tok = ce.tokenizer
+
+    def score(q: str, docs: list[str]) -> list[float]:
+        return [float(x) for x in ce.predict([(q, d) for d in docs])]
+
+    def count(q: str, docs: list[str]) -> int:
+        return sum(len(tok(q, d)["input_ids"]) for d in docs)
+
+    return score, count
 
 
 def worker_main(argv: list[str]) -> bool:
@@ -189,11 +231,18 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 ref_scores = old.scores
         for variant in [v for v in VARIANTS if v in plan.variants]:
             res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens)
+            if "skipped" in res:
+                say(f"[{name}] {variant}: skipped ({res['skipped']})")
+                continue
             if variant == "reference":
                 ref_scores = res["scores"]
             if ref_scores is not None and len(ref_scores) != len(res["scores"]):
                 raise RuntimeError("the reused reference rows come from other workloads")
-            add(_row(name, variant, res, rss, plan, dtype=variant, compared_with=ref_scores))
+            if variant == "bfloat16+compile":
+                say(f"[{name}] {variant}: {res['compile_reason']}, warm-up {res['compile_seconds']:.1f} s")
+            label = f"auto={res['dtype']}" if variant == "auto" else variant
+            dtype = "float32" if variant == "reference" else res["dtype"]
+            add(_row(name, label, res, rss, plan, dtype=dtype, compared_with=ref_scores))
     if "C" in plan.workloads:
         req_file = tmp / "C.json"
         req_file.write_text(json.dumps(plan.requests["C"]))
