@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# dtype "auto" picks bf16 on AMX CPUs: the suite compares servers with fp32 library scores, so auto is
+# pinned to the exact mode here (tests/integration/test_cpu_dtype.py covers the pick itself).
+os.environ.setdefault("RERANKD_AUTO_DTYPE", "float32")
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output"

@@ -50,6 +50,14 @@ class BatchConfig:
     max_queue: int = DEFAULT_MAX_QUEUE
 
 
+# A random-weight smoke-test model (rerankd.smoke) carries this file; loading labels it with the warning.
+SMOKE_MARKER = "rerankd-smoke-test.json"
+SMOKE_WARNING = (
+    "tiny-random is a random-weight smoke-test model: its scores are random and mean nothing. "
+    "It is NOT a real reranker; use --model Qwen/Qwen3-Reranker-0.6B for real rankings"
+)
+
+
 def load_scorer(config: ModelConfig) -> Scorer:
     """The model loaded (blocking) and wrapped in the scorer for its family."""
     from rerankd.models.loading import load_scorer as _load

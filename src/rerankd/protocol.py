@@ -259,7 +259,9 @@ class ModelCard(BaseModel):
     )
     instruction: str | None = None
     dtype: str
+    dtype_reason: str | None = Field(default=None, description='Why dtype "auto" picked this dtype.')
     device: str
+    warning: str | None = Field(default=None, description="Set for a random-weight smoke-test model.")
 
 
 class ModelList(BaseModel):

@@ -12,15 +12,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rerankd.config import SMOKE_MARKER, SMOKE_WARNING
+
 TINY_RANDOM = "tiny-random"
 #: The served name (what /v1/models and every response's `model` show): it carries the warning itself.
 SERVED_NAME = "tiny-random-NOT-A-REAL-RERANKER"
-WARNING = (
-    "tiny-random is a random-weight smoke-test model: its scores are random and mean nothing. "
-    "It is NOT a real reranker; use --model Qwen/Qwen3-Reranker-0.6B for real rankings"
-)
+WARNING = SMOKE_WARNING
 #: Written beside config.json, so that anything reading the directory can tell it is a smoke-test model.
-MARKER = "rerankd-smoke-test.json"
+MARKER = SMOKE_MARKER
 # Bumped when the builder changes, so an old cached build is not reused.
 BUILD = 1
 

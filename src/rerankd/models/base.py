@@ -25,6 +25,8 @@ class ModelInfo:
     dtype: str
     device: str
     templated: bool  # True when the server applies a prompt template (clients must not)
+    dtype_reason: str = ""  # why dtype "auto" picked this dtype (empty when the dtype was asked for)
+    warning: str | None = None  # e.g. a random-weight smoke-test model
 
 
 @dataclass(frozen=True)

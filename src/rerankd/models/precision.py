@@ -143,9 +143,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        # fp32 on CPU is exact to the reference (and, on CPUs without AMX, bf16 is no faster: see
-        # benchmarks/README.md); GPUs run bf16 (the yes/no logits are still fp32).
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return _DTYPES[auto_dtype(device)[0]]
     if dtype in INT8:
         if device.type != "cpu":
             raise ModelLoadError("dtype int8 (dynamic quantisation) runs on CPU only; use bfloat16 on GPU")
@@ -153,6 +151,14 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype not in _DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}: use {DTYPE_CHOICES}")
     return _DTYPES[dtype]
+
+
+def auto_dtype(device: torch.device) -> tuple[str, str]:
+    """What `dtype="auto"` loads on this hardware, and why (models/cpu.py: bf16 on AMX, on CPUs whose
+    bf16 GEMM beats fp32, and on CUDA; fp32, the exact mode, otherwise)."""
+    from rerankd.models.cpu import pick_dtype
+
+    return pick_dtype(device)
 
 
 def stored_dtype(config: Any) -> torch.dtype | None:

@@ -77,8 +77,6 @@ class ServerSettings:
             max_queue=self.max_queue,
         )
 
-    engine_config = batch_config  # the old name; scaleout/deployments.py still calls it
-
 
 def read_key_file(path: Path) -> list[str]:
     """One key per line; blank lines and lines starting with # are skipped."""

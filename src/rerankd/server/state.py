@@ -14,7 +14,6 @@ from rerankd.config import load_scorer
 from rerankd.engine.engine import Engine, RerankEngine
 from rerankd.errors import Unavailable
 from rerankd.models.base import Scorer
-from rerankd.reranker import Reranker
 from rerankd.server.metrics import Metrics
 from rerankd.server.settings import ServerSettings
 
@@ -23,18 +22,6 @@ log = logging.getLogger("rerankd.server")
 T = TypeVar("T")
 Phase = Literal["loading", "ready", "draining", "failed"]
 FAILED_RETRY_AFTER = 60.0  # a failed load needs an operator, not a quick retry
-
-
-def reranker_from_settings(s: ServerSettings) -> Reranker:
-    """The model the settings name, loaded (blocking): the one place settings become a Reranker."""
-    return Reranker.from_pretrained(
-        s.model,
-        device=s.device,
-        dtype=s.dtype,
-        max_length=s.max_length,
-        instruction=s.instruction,
-        max_batch_tokens=s.max_batch_tokens,
-    )
 
 
 async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -120,14 +107,18 @@ class ServerState:
         if self.phase == "loading":
             self.phase = "ready"
             info = engine.info
+            why = f", auto: {info.dtype_reason}" if info.dtype_reason else ""
             log.info(
-                "ready: %s (%s, %s, %s on %s)",
+                "ready: %s (%s, %s, %s on %s%s)",
                 s.model_name,
                 info.family,
                 info.architecture,
                 info.dtype,
                 info.device,
+                why,
             )
+            if info.warning:
+                log.warning("%s", info.warning)
 
     async def stop(self) -> None:
         if self.engine is not None:

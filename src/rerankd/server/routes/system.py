@@ -32,7 +32,9 @@ async def models(state: State) -> ModelList:
         templated=info.templated,
         instruction=engine.instruction,
         dtype=info.dtype,
+        dtype_reason=info.dtype_reason or None,
         device=info.device,
+        warning=info.warning,
     )
     return ModelList(data=[card])
 

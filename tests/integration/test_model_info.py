@@ -1,0 +1,50 @@
+"""What a loaded model says about itself: the dtype "auto" picked and why, a smoke-test model's warning
+(in ModelInfo and /v1/models), and a family that does not fit the architecture refused by name."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rerankd.config import ModelConfig, load_scorer
+from rerankd.errors import UnsupportedModelError
+from rerankd.server.app import create_app
+from rerankd.server.settings import ServerSettings
+from rerankd.smoke import MARKER as SMOKE_MARKER
+
+
+def test_a_family_that_does_not_fit_the_architecture_is_refused(qwen3_dir: Path) -> None:
+    with pytest.raises(UnsupportedModelError, match="ForCausalLM"):
+        load_scorer(ModelConfig(model=str(qwen3_dir), device="cpu", family="cross_encoder"))
+
+
+def test_a_cross_encoder_is_not_a_yes_no_model(cross_encoder_dir: Path) -> None:
+    with pytest.raises(UnsupportedModelError, match="ForSequenceClassification"):
+        load_scorer(ModelConfig(model=str(cross_encoder_dir), device="cpu", family="yes_no"))
+
+
+def test_auto_says_why(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERANKD_AUTO_DTYPE", "float32")
+    info = load_scorer(ModelConfig(model=str(qwen3_dir), device="cpu", dtype="auto")).info
+    assert (info.dtype, info.dtype_reason) == ("float32", "$RERANKD_AUTO_DTYPE=float32")
+    asked = load_scorer(ModelConfig(model=str(qwen3_dir), device="cpu", dtype="float32")).info
+    assert asked.dtype_reason == "" and asked.warning is None
+
+
+async def test_a_smoke_model_is_labelled_in_v1_models(qwen3_dir: Path, tmp_path: Path) -> None:
+    smoke = tmp_path / "smoke"
+    shutil.copytree(qwen3_dir, smoke)
+    (smoke / SMOKE_MARKER).write_text("{}")
+    scorer = load_scorer(ModelConfig(model=str(smoke), device="cpu", dtype="float32"))
+    assert scorer.info.warning and "NOT a real reranker" in scorer.info.warning
+    app = create_app(ServerSettings(model=str(smoke), ui=False), scorer=scorer)
+    async with app.router.lifespan_context(app):
+        await app.state.loading
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
+            card = (await client.get("/v1/models")).json()["data"][0]
+    assert "NOT a real reranker" in card["warning"]
+    assert card["dtype"] == "float32" and card["dtype_reason"] is None
