@@ -48,7 +48,8 @@ def test_flags_parse_and_summary(tmp_path: Path) -> None:
     assert read_cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
-def test_real_machine() -> None:
+def test_real_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RERANKD_AUTO_DTYPE", raising=False)  # the suite's conftest pins it
     feats = CpuFeatures.detect()
     ratio = bf16_speedup()
     assert ratio > 0 and bf16_speedup() == ratio  # measured once, cached

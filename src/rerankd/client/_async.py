@@ -11,7 +11,7 @@ import httpx
 
 from rerankd.client._base import BaseClient, resolve_documents, validate_call
 from rerankd.client._detect import Detection, RemoteModel, detection_steps, parse_models
-from rerankd.client._dialects import Chunk, Request
+from rerankd.client._dialects import Request, SliceAnswer
 from rerankd.client._limits import AsyncLimiter
 from rerankd.client._retry import Attempts
 from rerankd.client.errors import ClientError, error_from_transport
@@ -79,10 +79,10 @@ class AsyncRerankClient(BaseClient):
                 error = error_from_transport(e, url=url, request_id=request.request_id)
             await self.sleep(attempts.next_delay(error))
 
-    async def _gather(self, requests: list[Request]) -> list[tuple[Request, Chunk]]:
+    async def _gather(self, requests: list[Request]) -> list[tuple[Request, SliceAnswer]]:
         fanout = asyncio.Semaphore(self.fanout)
 
-        async def one(request: Request) -> tuple[Request, Chunk]:
+        async def one(request: Request) -> tuple[Request, SliceAnswer]:
             async with fanout:
                 return request, self._parse(request, await self._send(request))
 

@@ -13,8 +13,8 @@ from typing import Any
 from rerankd.client._detect import Detection
 from rerankd.client._dialects import (
     TAKES_INSTRUCTION,
-    Chunk,
     Request,
+    SliceAnswer,
     build_rerank_request,
     parse_rerank_answer,
     wants_template,
@@ -170,7 +170,7 @@ class BaseClient:
             raise InvalidResponseError(f"GET /health answered {str(payload)[:200]}")
         return payload
 
-    def _parse(self, request: Request, payload: Any) -> Chunk:
+    def _parse(self, request: Request, payload: Any) -> SliceAnswer:
         chunk = parse_rerank_answer(payload, request)
         if chunk.model:
             self._last_model = chunk.model
@@ -178,7 +178,7 @@ class BaseClient:
 
     def _ranking(
         self,
-        answers: Sequence[tuple[Request, Chunk]],
+        answers: Sequence[tuple[Request, SliceAnswer]],
         documents: Sequence[Document],
         top_n: int | None,
         return_documents: bool,
@@ -188,7 +188,7 @@ class BaseClient:
         )
 
     @staticmethod
-    def _scores(answers: Sequence[tuple[Request, Chunk]], n: int) -> list[float]:
+    def _scores(answers: Sequence[tuple[Request, SliceAnswer]], n: int) -> list[float]:
         return merge_scores(answers, n)
 
 

@@ -82,7 +82,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class SliceAnswer:
     """A parsed answer: (index, score) pairs with indices local to the request."""
 
     items: list[tuple[int, float]]
@@ -159,7 +159,7 @@ def _tokens(payload: Mapping[str, Any]) -> int:
     return 0
 
 
-def parse_rerank_answer(payload: Any, request: Request) -> Chunk:
+def parse_rerank_answer(payload: Any, request: Request) -> SliceAnswer:
     """Read any dialect's answer (a `results` or `data` list, or TEI's bare array) strictly: every
     result needs an in-range, unique index and a finite score, and there must be at least as many
     results as asked for (more are cut after the merge). An answer without results is an error, never an empty ranking."""
@@ -201,16 +201,16 @@ def parse_rerank_answer(payload: Any, request: Request) -> Chunk:
         raise InvalidResponseError(
             f"the answer has {len(pairs)} results for {request.n_docs} documents; expected {request.expected}"
         )
-    return Chunk(pairs, model, tokens)
+    return SliceAnswer(pairs, model, tokens)
 
 
 __all__ = [
     "CLIENT_TEMPLATED",
     "PROVIDERS",
     "TAKES_INSTRUCTION",
-    "Chunk",
     "Provider",
     "Request",
+    "SliceAnswer",
     "build_rerank_request",
     "parse_rerank_answer",
     "qwen3_document",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rerankd.client._dialects import Chunk, Request
+from rerankd.client._dialects import Request, SliceAnswer
 from rerankd.client.errors import InvalidResponseError
 from rerankd.types import Document, RankedDocument, RerankResult, Usage
 
@@ -17,7 +17,7 @@ def plan_slices(n: int, max_docs: int | None) -> list[tuple[int, int]]:
     return [(i, min(i + max_docs, n)) for i in range(0, n, max_docs)]
 
 
-def merge_scores(chunks: Sequence[tuple[Request, Chunk]], n: int) -> list[float]:
+def merge_scores(chunks: Sequence[tuple[Request, SliceAnswer]], n: int) -> list[float]:
     """Scores in input order from every slice's answer, with local indices made global."""
     scores: list[float | None] = [None] * n
     for request, chunk in chunks:
@@ -30,7 +30,7 @@ def merge_scores(chunks: Sequence[tuple[Request, Chunk]], n: int) -> list[float]
 
 
 def merge_ranking(
-    chunks: Sequence[tuple[Request, Chunk]],
+    chunks: Sequence[tuple[Request, SliceAnswer]],
     documents: Sequence[Document],
     *,
     top_n: int | None,

@@ -12,7 +12,7 @@ import httpx
 
 from rerankd.client._base import BaseClient, resolve_documents, validate_call
 from rerankd.client._detect import Detection, RemoteModel, detection_steps, parse_models
-from rerankd.client._dialects import Chunk, Request
+from rerankd.client._dialects import Request, SliceAnswer
 from rerankd.client._limits import SyncLimiter
 from rerankd.client._retry import Attempts
 from rerankd.client.errors import ClientError, error_from_transport
@@ -87,7 +87,7 @@ class RerankClient(BaseClient):
                 error = error_from_transport(e, url=url, request_id=request.request_id)
             self.sleep(attempts.next_delay(error))
 
-    def _gather(self, requests: list[Request]) -> list[tuple[Request, Chunk]]:
+    def _gather(self, requests: list[Request]) -> list[tuple[Request, SliceAnswer]]:
         if len(requests) == 1:
             return [(requests[0], self._parse(requests[0], self._send(requests[0])))]
         pool = ThreadPoolExecutor(max_workers=min(len(requests), self.fanout), thread_name_prefix="rerankd")
