@@ -236,3 +236,12 @@ def test_ui_command_checks_the_url() -> None:
     assert "--url must start with http://" in result.output
     help_text = CliRunner().invoke(app, ["ui", "--help"]).output
     assert "--api-key" in help_text and "--port" in help_text
+
+
+def test_the_smoke_model_is_labelled_in_the_header() -> None:
+    from rerankd.smoke import SERVED_NAME
+
+    backend, _ = fake_backend(FakeReranker([0.5]))
+    assert "smoke-test" not in backend.describe()
+    backend.model = SERVED_NAME
+    assert "smoke-test model: its scores mean nothing" in backend.describe()

@@ -48,6 +48,10 @@ DEFAULT_TIMEOUT = 120.0
 MAX_CLIENTS = 32
 
 
+# The smoke-test model's served name carries this (rerankd.smoke.SERVED_NAME; the UI may not import it).
+SMOKE_LABEL = "NOT-A-REAL-RERANKER"
+
+
 class UIError(Exception):
     """Something to tell the person at the page, in their terms."""
 
@@ -101,6 +105,11 @@ class Backend:
     def describe(self) -> str:
         """One line of HTML under the title: the model, and where the scores come from."""
         parts = [f"model <code>{html.escape(self.model)}</code>"] if self.model else []
+        if self.model and SMOKE_LABEL in self.model:
+            parts.append(
+                '<strong style="color:#b91c1c">random-weight smoke-test model: its scores mean nothing'
+                "</strong>"
+            )
         if self.where.startswith(("http://", "https://")):
             parts.append(f"server <code>{html.escape(self.where)}</code>")
         return " · ".join(parts) or "rerankd"
