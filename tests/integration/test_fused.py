@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from rerankd.models import fused
+from rerankd.models.base import PlannedBatch
 from rerankd.models.loading import load_scorer
 
 DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "The Eiffel tower is in Paris."]
 
 
 def _scores(scorer, query: str = "What is the capital of France?") -> list[float]:  # type: ignore[no-untyped-def]
-    return scorer.forward([scorer.encode(query, d) for d in DOCS])
+    return scorer.forward(PlannedBatch.of([scorer.encode(query, d) for d in DOCS]))
 
 
 def test_compiled_scores_equal_eager(qwen3_dir: Path) -> None:
@@ -29,7 +30,9 @@ def test_compiled_scores_equal_eager(qwen3_dir: Path) -> None:
         assert result.compiled and result.modules > 0 and result.seconds > 0, result.reason
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # graphs were built
         compiled = _scores(scorer)
-        single = scorer.forward([scorer.encode("capital of France?", DOCS[0])])  # batch 1, no prefix
+        single = scorer.forward(
+            PlannedBatch.of([scorer.encode("capital of France?", DOCS[0])])
+        )  # batch 1, no prefix
         # Logit differences (yes - no): bf16 eager vs compiled differ by rounding order only.
         assert max(abs(a - b) for a, b in zip(compiled, eager, strict=True)) < 0.05
         assert max(abs(a - b) for a, b in zip(compiled, exact, strict=True)) < 0.1
