@@ -34,6 +34,7 @@ from rerankd.cli.options import (
     positive,
     prepare_model,
 )
+from rerankd.config import ModelConfig
 from rerankd.server.settings import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HOST,
@@ -153,6 +154,23 @@ def serve(
     if api_key_file is not None:
         keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
     positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
+    # Usage first (cheap, exit 2), then the model: nothing is resolved for a command line that is wrong.
+    scale = None
+    if not ray and (replicas is not None or autoscale is not None or ray_address is not None):
+        raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
+    if ray:
+        from rerankd.scaleout.scale import scale_config
+
+        positive(**{"--replicas": replicas})
+        try:
+            scale = scale_config(
+                ModelConfig(model=model, device=device),
+                replicas=replicas,
+                autoscale=autoscale,
+                address=ray_address,
+            )
+        except ValueError as e:
+            raise fail(str(e), EXIT_USAGE) from None
     # Extras, device and the model's files are settled before a port is bound (one line, exit 2).
     prepared = prepare_model(
         model, device=device, served_name=served_model_name, extras=("server", "ray") if ray else ("server",)
@@ -181,21 +199,12 @@ def serve(
         ui=not no_ui,
     )
     if not ray:
-        if replicas is not None or autoscale is not None or ray_address is not None:
-            raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
         from rerankd.server.run import serve as run_server
 
         raise typer.Exit(run_server(settings, mounts=mounts(settings)))
-    from rerankd.scaleout.scale import scale_config
     from rerankd.scaleout.serve import serve_on_ray
 
-    positive(**{"--replicas": replicas})
-    try:
-        scale = scale_config(
-            settings.model_config(), replicas=replicas, autoscale=autoscale, address=ray_address
-        )
-    except ValueError as e:
-        raise fail(str(e), EXIT_USAGE) from None
+    assert scale is not None
     raise typer.Exit(serve_on_ray(settings, scale, mounts(settings)))
 
 
