@@ -19,6 +19,7 @@ DEFAULT_MAX_LENGTH = 8192
 DEFAULT_MAX_BATCH_TOKENS = 8192
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_MAX_QUEUE = 4096  # pairs waiting or being scored, across requests
+DEFAULT_SCORE_CACHE = 0  # off: a cache trades memory for repeated pairs, which not every load has
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16", "int8")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 
@@ -48,6 +49,7 @@ class BatchConfig:
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_queue: int = DEFAULT_MAX_QUEUE
+    score_cache: int = DEFAULT_SCORE_CACHE  # pairs whose scores are kept (LRU); 0: no cache
 
 
 # A random-weight smoke-test model (rerankd.smoke) carries this file; loading labels it with the warning.

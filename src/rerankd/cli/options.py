@@ -22,6 +22,7 @@ from rerankd.config import (
     DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_LENGTH,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_SCORE_CACHE,
     DEVICE_HELP,
     DTYPE_CHOICES,
     BatchConfig,
@@ -269,12 +270,22 @@ MaxQueueOpt = Annotated[
 MAX_BATCH_TOKENS = DEFAULT_MAX_BATCH_TOKENS
 MAX_BATCH_SIZE = DEFAULT_MAX_BATCH_SIZE
 MAX_QUEUE = DEFAULT_MAX_QUEUE
+ScoreCacheOpt = Annotated[
+    int,
+    typer.Option(
+        "--score-cache",
+        help="Keep the scores of this many recent pairs (LRU; a repeated pair skips the model). 0: off.",
+        envvar="RERANKD_SCORE_CACHE",
+    ),
+]
+SCORE_CACHE = DEFAULT_SCORE_CACHE
 
 
 def batch_config(
     max_batch_tokens: int = MAX_BATCH_TOKENS,
     max_batch_size: int = MAX_BATCH_SIZE,
     max_queue: int = MAX_QUEUE,
+    score_cache: int = SCORE_CACHE,
 ) -> BatchConfig:
     positive(
         **{
@@ -283,7 +294,14 @@ def batch_config(
             "--max-queue": max_queue,
         }
     )
-    return BatchConfig(max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, max_queue=max_queue)
+    if score_cache < 0:
+        raise fail(f"--score-cache must be 0 (off) or a number of pairs, got {score_cache}", EXIT_USAGE)
+    return BatchConfig(
+        max_batch_tokens=max_batch_tokens,
+        max_batch_size=max_batch_size,
+        max_queue=max_queue,
+        score_cache=score_cache,
+    )
 
 
 # -- client options (a server instead of a local model) -----------------------------------------------

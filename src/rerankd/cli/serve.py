@@ -17,6 +17,7 @@ from rerankd.cli.options import (
     MAX_BATCH_TOKENS,
     MAX_LENGTH,
     MAX_QUEUE,
+    SCORE_CACHE,
     DeviceOpt,
     DtypeOpt,
     FamilyOpt,
@@ -26,6 +27,7 @@ from rerankd.cli.options import (
     MaxLengthOpt,
     MaxQueueOpt,
     ModelOpt,
+    ScoreCacheOpt,
     TrustRemoteCodeOpt,
     batch_config,
     existing_file,
@@ -116,6 +118,7 @@ def serve(
     max_batch_tokens: MaxBatchTokensOpt = MAX_BATCH_TOKENS,
     max_batch_size: MaxBatchSizeOpt = MAX_BATCH_SIZE,
     max_queue: MaxQueueOpt = MAX_QUEUE,
+    score_cache: ScoreCacheOpt = SCORE_CACHE,
     max_docs_per_request: Annotated[
         int, typer.Option(envvar="RERANKD_MAX_DOCS_PER_REQUEST")
     ] = DEFAULT_MAX_DOCS_PER_REQUEST,
@@ -187,7 +190,7 @@ def serve(
             trust_remote_code=trust_remote_code,
             served_name=served_model_name,
         ),
-        batch_config(max_batch_tokens, max_batch_size, max_queue),
+        batch_config(max_batch_tokens, max_batch_size, max_queue, score_cache),
         host=host,
         port=port,
         api_keys=tuple(keys),

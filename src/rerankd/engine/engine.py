@@ -5,12 +5,13 @@ documents (`encode(max_document_tokens=)`, `encode_chunks`); the engine only dec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from rerankd.config import BatchConfig
 from rerankd.engine.batcher import BatchObserver, DynamicBatcher
+from rerankd.engine.cache import ScoreCache
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, sigmoid
 from rerankd.ranking import max_pool
@@ -80,8 +81,12 @@ class RerankEngine:
         *,
         instruction: str | None = None,
         observe: BatchObserver | None = None,
+        observe_cache: Callable[[int, int], None] | None = None,
     ) -> None:
+        """`observe(pairs, tokens)` after each batch; `observe_cache(hits, misses)` after each lookup
+        in the score cache (`BatchConfig.score_cache` > 0)."""
         self.scorer = scorer
+        self._observe_cache = observe_cache
         self._instruction = instruction
         self.config = config or BatchConfig()
         self.batcher = DynamicBatcher(
@@ -91,6 +96,27 @@ class RerankEngine:
             max_queue=self.config.max_queue,
             observe=observe,
         )
+        info = scorer.info
+        self.cache = (
+            ScoreCache(self.config.score_cache, f"{info.name}|{info.dtype}|{info.device}")
+            if self.config.score_cache
+            else None
+        )
+
+    async def _logits(self, encoded: list[EncodedPair]) -> list[float]:
+        """Log-odds for encoded pairs: cached ones from the cache, the rest through the batcher."""
+        if self.cache is None:
+            return await self.batcher.submit(encoded)
+        found, keys = self.cache.lookup(encoded)
+        missing = [i for i, v in enumerate(found) if v is None]
+        if self._observe_cache is not None:
+            self._observe_cache(len(encoded) - len(missing), len(missing))
+        if missing:
+            fresh = await self.batcher.submit([encoded[i] for i in missing])
+            self.cache.store([keys[i] for i in missing], fresh)
+            for i, v in zip(missing, fresh, strict=True):
+                found[i] = v
+        return [v for v in found if v is not None]
 
     @property
     def info(self) -> ModelInfo:
@@ -198,7 +224,7 @@ class RerankEngine:
         )
         if not truncate:
             _refuse_truncated(encoded, self.info.max_length)
-        logits = await self.batcher.submit(encoded)
+        logits = await self._logits(encoded)
         if len(encoded) != len(documents):
             logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
         return _scored(encoded, logits, raw)
@@ -226,7 +252,7 @@ class RerankEngine:
         encoded = await asyncio.to_thread(prepare)
         if not truncate:
             _refuse_truncated(encoded, self.info.max_length)
-        return _scored(encoded, await self.batcher.submit(encoded), raw)
+        return _scored(encoded, await self._logits(encoded), raw)
 
 
 def _refuse_truncated(encoded: Sequence[EncodedPair], max_length: int) -> None:

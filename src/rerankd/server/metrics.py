@@ -35,11 +35,21 @@ class Metrics:
         )
         self.pairs_scored = Counter("rerankd_pairs_scored", "Pairs scored by the model", registry=r)
         self.prompt_tokens = Counter("rerankd_prompt_tokens", "Tokens read by the model", registry=r)
+        self.cache_hits = Counter(
+            "rerankd_score_cache_hits", "Pairs answered from the score cache (--score-cache)", registry=r
+        )
+        self.cache_misses = Counter(
+            "rerankd_score_cache_misses", "Pairs the score cache did not hold (--score-cache)", registry=r
+        )
 
     def observe_batch(self, pairs: int, tokens: int) -> None:
         self.batch_pairs.observe(pairs)
         self.batch_tokens.observe(tokens)
         self.pairs_scored.inc(pairs)
+
+    def observe_cache(self, hits: int, misses: int) -> None:
+        self.cache_hits.inc(hits)
+        self.cache_misses.inc(misses)
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))

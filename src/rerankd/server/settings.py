@@ -39,6 +39,7 @@ class ServerSettings:
     max_batch_size: int = _BATCH.max_batch_size
     max_docs_per_request: int = DEFAULT_MAX_DOCS_PER_REQUEST
     max_queue: int = _BATCH.max_queue
+    score_cache: int = _BATCH.score_cache
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
@@ -75,6 +76,7 @@ class ServerSettings:
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.max_batch_size,
             max_queue=self.max_queue,
+            score_cache=self.score_cache,
         )
 
 

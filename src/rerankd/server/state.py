@@ -89,7 +89,11 @@ class ServerState:
                 if scorer is None:
                     scorer = await in_daemon_thread(load_scorer, s.model_config())
                 engine = RerankEngine(
-                    scorer, s.batch_config(), instruction=s.instruction, observe=self.metrics.observe_batch
+                    scorer,
+                    s.batch_config(),
+                    instruction=s.instruction,
+                    observe=self.metrics.observe_batch,
+                    observe_cache=self.metrics.observe_cache,
                 )
             started = engine
             await engine.start()
