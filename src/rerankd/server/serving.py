@@ -69,7 +69,7 @@ def check_truncation(tokens: int | None, max_length: int) -> None:
     if tokens is not None and tokens > max_length:
         raise InvalidRequest(
             f"truncate_prompt_tokens value ({tokens}) is greater than max_model_len ({max_length}). "
-            "Please, select a smaller truncation size."
+            "Please request a smaller truncation size."
         )
 
 
