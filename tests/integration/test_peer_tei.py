@@ -11,6 +11,7 @@ test of its HTTP API, so these mirror its router; scores compare with rerankd's 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from rerankd import Reranker
+from rerankd.errors import InvalidRequest, ModelLoadError, Overloaded, Unavailable
+from rerankd.server.errors import NothingToRank, tei_error_response
 from tests.integration.test_server import served
 from tests.peers.tei_types import STATUS, ErrorResponse, RerankRequest, RerankResponse
 
@@ -135,3 +138,17 @@ async def test_other_dialects_keep_rerankd_errors(qwen3_reranker: Reranker) -> N
         missing = await c.post("/rerank", json={"documents": TEXTS})
     for r in (cohere, v1, missing):
         assert r.status_code == 400 and r.json()["error"]["message"] == r.json()["message"]
+
+
+def test_error_types_and_statuses() -> None:
+    """Each rerankd error becomes TEI's error type and TEI's status for it (Backend: 424)."""
+    cases = [
+        (NothingToRank("none"), "Empty"),
+        (InvalidRequest("bad"), "Validation"),
+        (Overloaded("full", retry_after=2), "Overloaded"),
+        (Unavailable("loading"), "Unhealthy"),
+        (ModelLoadError("broken"), "Backend"),
+    ]
+    for exc, kind in cases:
+        r = tei_error_response(exc)
+        tei_error(json.loads(bytes(r.body)), r.status_code, kind)
