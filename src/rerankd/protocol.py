@@ -76,7 +76,10 @@ class RerankRequest(_Lenient):
         default=None, description="TEI: the documents; the answer is TEI's bare array."
     )
     top_n: int | None = Field(default=None, description="Keep the best n; absent or null means all.")
-    return_documents: bool | None = None
+    return_documents: bool | None = Field(
+        default=None,
+        description="Echo each document as {text} (or the object sent); default true, as vLLM and Jina.",
+    )
     return_text: bool | None = Field(default=None, description="TEI: include each text in the answer.")
     rank_fields: list[str] | None = Field(
         default=None, description="Cohere v1: the fields of document objects to rank on."
