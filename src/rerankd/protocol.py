@@ -38,6 +38,24 @@ def document_text(doc: str | dict[str, Any], rank_fields: list[str] | None = Non
     return "\n".join(fields)
 
 
+def content_texts(value: Any) -> Any:
+    """vLLM's ScoreMultiModalParam ({"content": [parts]}) and content parts ({"type": "text", "text"})
+    as plain strings: rerankd scores text, so any other part is refused with a message that says so."""
+
+    def part(p: Any) -> Any:
+        if isinstance(p, dict) and "type" in p:
+            if p.get("type") == "text" and isinstance(p.get("text"), str):
+                return p["text"]
+            raise ValueError(f'this server scores text only: a content part of type "{p.get("type")}"')
+        return p
+
+    if isinstance(value, dict) and isinstance(value.get("content"), list):
+        return [part(p) for p in value["content"]]
+    if isinstance(value, list):
+        return [part(p) for p in value]
+    return part(value)
+
+
 def _positive_or_null(v: int | None, info: Any) -> int | None:
     if v is not None and v < 1:
         raise ValueError(f"{info.field_name} must be a positive integer or null, got {v}")
@@ -58,7 +76,10 @@ class RerankRequest(_Lenient):
         default=None, description="TEI: the documents; the answer is TEI's bare array."
     )
     top_n: int | None = Field(default=None, description="Keep the best n; absent or null means all.")
-    return_documents: bool | None = None
+    return_documents: bool | None = Field(
+        default=None,
+        description="Echo each document as {text} (or the object sent); default true, as vLLM and Jina.",
+    )
     return_text: bool | None = Field(default=None, description="TEI: include each text in the answer.")
     rank_fields: list[str] | None = Field(
         default=None, description="Cohere v1: the fields of document objects to rank on."
@@ -94,6 +115,14 @@ class RerankRequest(_Lenient):
     def _top_n(cls, v: Any) -> Any:
         return None if v == 0 and not isinstance(v, bool) else v  # vLLM sends 0 for "all"
 
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _documents(cls, v: Any) -> Any:
+        # vLLM's ScoreMultiModalParam ({"content": [text parts]}); a Cohere/Jina object stays an object.
+        if isinstance(v, dict) and "content" in v:
+            return content_texts(v)
+        return v
+
     _truncate = field_validator("truncate_prompt_tokens", mode="before")(_model_maximum)
     _positive = field_validator(
         "top_n", "max_chunks_per_doc", "max_tokens_per_doc", "truncate_prompt_tokens"
@@ -124,7 +153,9 @@ class RerankRequest(_Lenient):
 
     @property
     def wants_documents(self) -> bool:
-        return bool(self.return_text) if self.is_tei else bool(self.return_documents)
+        """vLLM and Jina always echo the document (vLLM's RerankResult requires it): echoed unless
+        `return_documents: false`. TEI's bare array keeps `text` only with `return_text`."""
+        return bool(self.return_text) if self.is_tei else self.return_documents is not False
 
     def items(self) -> list[str | dict[str, Any]]:
         return list(self.texts if self.texts is not None else self.documents or [])
@@ -184,14 +215,25 @@ class TEIRank(BaseModel):
 TEIRanks = list[TEIRank]  # TEI answers a bare array, sorted by score
 
 
+ScoreInputs = str | list[str] | dict[str, Any]  # a text, texts, or vLLM's {"content": [text parts]}
+
+# vLLM's score request shapes (ScoreTextRequest, ScoreQueriesDocumentsRequest, ScoreQueriesItemsRequest,
+# ScoreDataRequest): the names of the left and the right side, in the order they are looked up.
+SCORE_SHAPES = [("text_1", "text_2"), ("queries", "documents"), ("queries", "items"), ("data_1", "data_2")]
+
+
 class ScoreRequest(_Lenient):
-    """vLLM's score API: `text_1`/`text_2` (or `queries`/`documents`), one-to-one or one-to-many."""
+    """vLLM's score API in each of its request shapes: `text_1`/`text_2`, `queries` with `documents` or
+    `items`, `data_1`/`data_2`. vLLM's broadcast: 1 left vs N right, or N vs N pairwise."""
 
     model: str | None = None
-    text_1: str | list[str] | None = None
-    text_2: str | list[str] | None = None
-    queries: str | list[str] | None = None
-    documents: str | list[str] | None = None
+    text_1: ScoreInputs | None = None
+    text_2: ScoreInputs | None = None
+    queries: ScoreInputs | None = None
+    documents: ScoreInputs | None = None
+    items: ScoreInputs | None = Field(default=None, description="vLLM: the right side, as `documents`.")
+    data_1: ScoreInputs | None = Field(default=None, description="vLLM ScoreDataRequest: the left side.")
+    data_2: ScoreInputs | None = Field(default=None, description="vLLM ScoreDataRequest: the right side.")
     instruction: str | None = None
     use_activation: bool | None = Field(
         default=None, validation_alias=AliasChoices("use_activation", "activation")
@@ -201,28 +243,36 @@ class ScoreRequest(_Lenient):
 
     _truncate = field_validator("truncate_prompt_tokens", mode="before")(_model_maximum)
     _positive = field_validator("truncate_prompt_tokens")(_positive_or_null)
+    _content = field_validator(
+        "text_1", "text_2", "queries", "documents", "items", "data_1", "data_2", mode="before"
+    )(content_texts)
+
+    def sides(self) -> tuple[list[str], list[str]]:
+        """The left and right texts of the first complete shape, each a list (a string is one text)."""
+        for left_name, right_name in SCORE_SHAPES:
+            left, right = getattr(self, left_name), getattr(self, right_name)
+            if left is not None and right is not None:
+                return _texts(left_name, left), _texts(right_name, right)
+        raise ValueError(
+            'send "text_1" and "text_2" (or "queries" with "documents" or "items", or "data_1" and "data_2")'
+        )
 
     @model_validator(mode="after")
     def _pairs(self) -> ScoreRequest:
-        left = self.text_1 if self.text_1 is not None else self.queries
-        right = self.text_2 if self.text_2 is not None else self.documents
-        if left is None or right is None:
-            raise ValueError('send "text_1" and "text_2" (or "queries" and "documents")')
-        if isinstance(left, list) and not isinstance(right, list):
-            raise ValueError("a list of queries needs a list of documents of the same length")
-        if isinstance(left, list) and isinstance(right, list) and len(left) not in (1, len(right)):
+        lefts, rights = self.sides()
+        # vLLM's _validate_score_input_lens, its messages included.
+        if len(lefts) > 1 and len(lefts) != len(rights):
             raise ValueError(
-                f"one-to-one scoring needs as many queries as documents: got {len(left)} and {len(right)}"
+                f"Input lengths must be either 1:1, 1:N or N:N (got {len(lefts)} and {len(rights)})"
             )
-        if isinstance(left, list) and not left:
-            raise ValueError("the list of queries is empty")
+        if not lefts:
+            raise ValueError("At least one text element must be given")
+        if not rights:
+            raise ValueError("At least one text_pair element must be given")
         return self
 
     def pairs(self) -> list[tuple[str, str]]:
-        left = self.text_1 if self.text_1 is not None else self.queries
-        right = self.text_2 if self.text_2 is not None else self.documents
-        lefts = [left] if isinstance(left, str) else list(left or [])
-        rights = [right] if isinstance(right, str) else list(right or [])
+        lefts, rights = self.sides()
         if len(lefts) == 1:
             return [(lefts[0], r) for r in rights]
         return list(zip(lefts, rights, strict=True))
@@ -230,6 +280,14 @@ class ScoreRequest(_Lenient):
     @property
     def wants_raw(self) -> bool:
         return bool(self.raw_scores) or self.use_activation is False
+
+
+def _texts(name: str, value: str | list[str] | dict[str, Any]) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f'{name}: send a string, a list of strings, or {{"content": [text parts]}}')
 
 
 class ScoreData(BaseModel):
@@ -297,3 +355,13 @@ class ErrorResponse(BaseModel):
     @classmethod
     def make(cls, message: str, type_: str, code: str | int | None = None) -> ErrorResponse:
         return cls(error=ErrorDetail(message=message, type=type_, code=code), message=message, detail=message)
+
+
+TEIErrorType = Literal["Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty"]
+
+
+class TEIErrorResponse(BaseModel):
+    """TEI's error body (router/src/http/types.rs `ErrorResponse`), sent on /rerank for a `texts` body."""
+
+    error: str
+    error_type: TEIErrorType

@@ -100,7 +100,11 @@ async def test_cohere_v2_max_tokens_per_doc(qwen3_reranker: Reranker) -> None:
     }
     async with served(qwen3_reranker) as c:
         out = (await c.post("/v2/rerank", json=body)).json()
-    assert "document" not in out["results"][0]  # left out, not null, unless asked
+    # Echoed by default (vLLM and Jina always do), as sent: the truncation only changes what is scored.
+    assert out["results"][0]["document"] == {"text": long_doc}
+    async with served(qwen3_reranker) as c:
+        left_out = (await c.post("/v2/rerank", json={**body, "return_documents": False})).json()
+    assert all("document" not in r for r in left_out["results"])  # left out, not null
     tokenizer = qwen3_reranker.scorer.tokenizer  # type: ignore[attr-defined]
     heads = [tokenizer.decode(tokenizer.encode(d, add_special_tokens=False)[:8]) for d in (long_doc, DOCS[1])]
     assert_matches_library(out["results"], qwen3_reranker.score(QUERY, heads))
@@ -182,7 +186,9 @@ async def test_tei_truncate_false_rejects_long_input(qwen3_dir: Path) -> None:
     small = Reranker.from_pretrained(str(qwen3_dir), device="cpu", max_length=100)
     async with served(small) as c:
         r = await c.post("/rerank", json={"query": "q", "texts": ["word " * 300], "truncate": False})
-    assert r.status_code == 400 and "truncate" in r.json()["error"]["message"]
+    # TEI's answer: its Validation error type, 413, in TEI's body.
+    assert r.status_code == 413 and r.json()["error_type"] == "Validation"
+    assert "truncate" in r.json()["error"]
 
 
 async def test_vllm_score_api(qwen3_reranker: Reranker) -> None:
@@ -277,10 +283,17 @@ async def test_malformed_json_body_too_large_and_unknown_routes(qwen3_reranker: 
     assert wrong_method.status_code == 405
 
 
-async def test_empty_documents_give_empty_results(qwen3_reranker: Reranker) -> None:
+async def test_nothing_to_rank_is_a_4xx_on_the_server(qwen3_reranker: Reranker) -> None:
+    """llama.cpp, TEI and Cohere refuse an empty list with a message; the library returns empty."""
     async with served(qwen3_reranker) as c:
-        out = (await c.post("/v1/rerank", json={"query": "q", "documents": []})).json()
-    assert out["results"] == []
+        cohere = await c.post("/v1/rerank", json={"query": "q", "documents": []})
+        tei = await c.post("/rerank", json={"query": "q", "texts": []})
+    assert cohere.status_code == 400 and "must not be empty" in cohere.json()["message"]
+    assert tei.status_code == 400 and tei.json() == {
+        "error": "`texts` cannot be empty",
+        "error_type": "Empty",
+    }
+    assert len(qwen3_reranker.rerank("q", [])) == 0
 
 
 async def test_auth(qwen3_reranker: Reranker) -> None:
@@ -399,15 +412,19 @@ def test_openapi_tells_the_truth() -> None:
     """Every route documents what it answers: a 200 schema, the error body the server really sends
     (400, not FastAPI's 422 HTTPValidationError), and /metrics as text."""
     spec = openapi_spec()
-    assert "422" not in json.dumps(spec["paths"]) and "HTTPValidationError" not in json.dumps(spec)
+    # 422 only where TEI's dialect sends it (/rerank with `texts`), never FastAPI's HTTPValidationError.
+    others = {p: ops for p, ops in spec["paths"].items() if p != "/rerank"}
+    assert "422" not in json.dumps(others) and "HTTPValidationError" not in json.dumps(spec)
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    both = [error_ref, {"$ref": "#/components/schemas/TEIErrorResponse"}]
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
             ok = op["responses"]["200"]["content"]
             assert all(c.get("schema") not in (None, {}) for c in ok.values()), (path, method)
             if method == "post":
                 for status in ("400", "401", "413", "429", "503"):
-                    assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref
+                    schema = op["responses"][status]["content"]["application/json"]["schema"]
+                    assert schema.get("anyOf") == both if path == "/rerank" else schema == error_ref
     assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     rerank_200 = spec["paths"]["/v1/rerank"]["post"]["responses"]["200"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/RerankResponse"} in rerank_200["schema"]["anyOf"]

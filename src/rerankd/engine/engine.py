@@ -157,7 +157,8 @@ class RerankEngine:
             raise InvalidRequest(
                 f"the query and instruction take {self.info.max_length - room} of the model's "
                 f"{self.info.max_length} tokens, "
-                "leaving no room for the documents; shorten the query"
+                "leaving no room for the documents; shorten the query. "
+                "Please reduce the length of the input."  # vLLM's words, which its clients look for
             )
         return room
 

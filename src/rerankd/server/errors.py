@@ -1,5 +1,7 @@
 """Every error leaves the server through here: one status per error class, one body every client
-reads ({"error": {message, type, code}, "message", "detail"}), Retry-After where a retry helps."""
+reads ({"error": {message, type, code}, "message", "detail"}), Retry-After where a retry helps. The one
+exception is TEI's route (/rerank with a `texts` body): TEI's own body and status codes, as TEI's router
+(router/src/http/types.rs) sends them, so TEI's clients read rerankd's errors as their server's."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankd.errors import RerankdError, RetryableError
-from rerankd.protocol import ErrorResponse
+from rerankd.errors import InvalidRequest, Overloaded, RerankdError, RetryableError, Unavailable
+from rerankd.protocol import ErrorResponse, TEIErrorResponse, TEIErrorType
 
 log = logging.getLogger("rerankd.server")
 
@@ -26,6 +28,26 @@ _TYPES = {
     500: "server_error",
     503: "service_unavailable",
 }
+
+
+# TEI's status per error type (router/src/http/types.rs, `impl From<&ErrorType> for StatusCode`): TEI
+# answers its own validation failures (too many texts, an input over the model with truncate false) 413;
+# a body its JSON extractor refuses is axum's 422.
+TEI_STATUS: dict[TEIErrorType, int] = {
+    "Unhealthy": 503,
+    "Backend": 424,
+    "Overloaded": 429,
+    "Validation": 413,
+    "Tokenizer": 422,
+    "Empty": 400,
+}
+TEI_ROUTE = "/rerank"
+
+
+class NothingToRank(InvalidRequest):
+    """A server request with no documents: the peers answer 4xx (the library returns an empty result)."""
+
+    code = "empty"
 
 
 # What each error status means to a caller, for the OpenAPI document; every one has the ErrorResponse body.
@@ -46,6 +68,46 @@ def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     out["default"] = {"model": ErrorResponse, "description": "Any other error, in the same body."}
     return out
+
+
+def documented_tei_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for /rerank, where an error has rerankd's body or, for a `texts` body, TEI's."""
+    meanings = {
+        **_MEANINGS,
+        400: _MEANINGS[400] + " TEI (`texts`): `texts` is empty (error_type Empty).",
+        413: _MEANINGS[413] + " TEI (`texts`): too many texts, or an input over the model with "
+        "`truncate: false`, or a limit (error_type Validation).",
+        422: "TEI (`texts`): the body does not validate (error_type Validation).",
+        424: "TEI (`texts`): the model failed (error_type Backend).",
+    }
+    both = {"model": ErrorResponse | TEIErrorResponse}
+    out: dict[int | str, dict[str, Any]] = {s: {**both, "description": meanings[s]} for s in statuses}
+    out["default"] = {**both, "description": "Any other error, in either body."}
+    return out
+
+
+def is_tei_body(path: str, body: Any) -> bool:
+    return path == TEI_ROUTE and isinstance(body, dict) and "texts" in body
+
+
+def tei_error_type(exc: RerankdError) -> TEIErrorType:
+    if isinstance(exc, NothingToRank):
+        return "Empty"
+    if isinstance(exc, Overloaded):
+        return "Overloaded"
+    if isinstance(exc, Unavailable):
+        return "Unhealthy"
+    if isinstance(exc, InvalidRequest):
+        return "Validation"
+    return "Backend"
+
+
+def tei_error_response(exc: RerankdError) -> JSONResponse:
+    """A rerankd error in TEI's body, with TEI's status for its type (Retry-After kept: it only helps)."""
+    kind = tei_error_type(exc)
+    headers = {"Retry-After": retry_after(exc.retry_after)} if isinstance(exc, RetryableError) else None
+    body = TEIErrorResponse(error=exc.message, error_type=kind).model_dump()
+    return JSONResponse(body, status_code=TEI_STATUS[kind], headers=headers)
 
 
 def retry_after(seconds: float) -> str:
@@ -80,17 +142,23 @@ def describe_validation(errors: Any) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RerankdError)
-    async def _rerankd(_: Request, exc: RerankdError) -> JSONResponse:
+    async def _rerankd(request: Request, exc: RerankdError) -> JSONResponse:
+        if exc.status_code == 500:
+            log.error("%s: %s", exc.code, exc.message)
+        if getattr(request.state, "tei", False):  # set by the /rerank route for a `texts` body
+            return tei_error_response(exc)
         headers = None
         if isinstance(exc, RetryableError):
             headers = {"Retry-After": retry_after(exc.retry_after)}
-        if exc.status_code == 500:
-            log.error("%s: %s", exc.code, exc.message)
         return error_response(exc.status_code, exc.message, exc.code, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, describe_validation(exc.errors()), "invalid_request")
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = describe_validation(exc.errors())
+        if is_tei_body(request.url.path, exc.body):
+            body = TEIErrorResponse(error=message, error_type="Validation").model_dump()
+            return JSONResponse(body, status_code=422)
+        return error_response(400, message, "invalid_request")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -31,6 +31,7 @@ from rerankd.protocol import (
     document_text,
 )
 from rerankd.ranking import rank
+from rerankd.server.errors import NothingToRank
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
 from rerankd.types import RankedDocument
@@ -63,6 +64,15 @@ class Limits:
                 )
 
 
+def check_truncation(tokens: int | None, max_length: int) -> None:
+    """vLLM refuses a truncation longer than the model rather than ignoring it (its message)."""
+    if tokens is not None and tokens > max_length:
+        raise InvalidRequest(
+            f"truncate_prompt_tokens value ({tokens}) is greater than max_model_len ({max_length}). "
+            "Please request a smaller truncation size."
+        )
+
+
 def request_texts(items: Sequence[str | dict[str, Any]], rank_fields: list[str] | None) -> list[str]:
     """The text each document is ranked on (a document object's `text`, or its `rank_fields`)."""
     try:
@@ -80,9 +90,16 @@ class ServingRerank:
 
     async def __call__(self, req: RerankRequest, request_id: str) -> RerankResponse | TEIRanks:
         items = req.items()
+        if not items:  # the library answers an empty result; on the wire llama.cpp, TEI and Cohere say 4xx
+            raise NothingToRank(
+                "`texts` cannot be empty"
+                if req.is_tei
+                else '"documents" must not be empty: send at least one document to rank'
+            )
         self.limits.check([req.query], len(items), req.instruction)
         texts = request_texts(items, req.rank_fields)
         engine = self.state.require_engine()
+        check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
         scored = await engine.rerank_scores(
             req.query,
             texts,
@@ -117,6 +134,7 @@ class ServingScore:
         pairs = req.pairs()
         self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
         engine = self.state.require_engine()
+        check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
         scored = await engine.score_pairs(
             pairs,
             instruction=req.instruction,

@@ -3,10 +3,10 @@ TEI (a body with `texts` is TEI's and gets TEI's bare array back). HTTP only: `S
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from rerankd.protocol import RerankRequest, RerankResponse, TEIRanks
-from rerankd.server.errors import documented_errors
+from rerankd.server.errors import TEI_ROUTE, documented_errors, documented_tei_errors
 from rerankd.server.routes.deps import RequestId, RerankService, json_answer
 from rerankd.server.serving import Limits
 from rerankd.server.state import ServerState
@@ -19,7 +19,11 @@ _DOC = (
 )
 
 
-async def rerank_route(body: RerankRequest, serving: RerankService, request_id: RequestId) -> Response:
+async def rerank_route(
+    request: Request, body: RerankRequest, serving: RerankService, request_id: RequestId
+) -> Response:
+    if body.is_tei and request.url.path == TEI_ROUTE:
+        request.state.tei = True  # server/errors.py answers this request's errors in TEI's body
     return json_answer(await serving(body, request_id))
 
 
@@ -27,16 +31,21 @@ async def rerank_route(body: RerankRequest, serving: RerankService, request_id: 
 for _path, _summary, _op in [
     ("/v1/rerank", "Rerank (Cohere v1, Jina, SiliconFlow, vLLM)", "rerank_v1_v1_rerank_post"),
     ("/v2/rerank", "Rerank (Cohere v2)", "rerank_v2_v2_rerank_post"),
-    ("/rerank", "Rerank (vLLM, Jina; TEI when the body has `texts`)", "rerank_plain_rerank_post"),
+    (TEI_ROUTE, "Rerank (vLLM, Jina; TEI when the body has `texts`)", "rerank_plain_rerank_post"),
 ]:
     router.add_api_route(
         _path,
         rerank_route,
         methods=["POST"],
         summary=_summary,
-        description=_DOC,
+        description=_DOC
+        + (" TEI's errors come in TEI's body and status codes." if _path == TEI_ROUTE else ""),
         response_model=RerankResponse | TEIRanks,
-        responses=documented_errors(400, 401, 413, 429, 503),
+        responses=(
+            documented_tei_errors(400, 401, 413, 422, 424, 429, 503)
+            if _path == TEI_ROUTE
+            else documented_errors(400, 401, 413, 429, 503)
+        ),
         operation_id=_op,
     )
 
