@@ -352,7 +352,7 @@ def test_slices_merge_with_global_indices_and_top_n_after_the_merge() -> None:
     for start, end in _merge.plan_slices(5, 2):
         r = req(end - start, offset=start)
         items = sorted(((i, scores[start + i]) for i in range(end - start)), key=lambda p: -p[1])
-        answers.append((r, _dialects.Chunk(items, "m", 3)))
+        answers.append((r, _dialects.SliceAnswer(items, "m", 3)))
     result = _merge.merge_ranking(answers, docs, top_n=3, return_documents=True, model="fallback")
     assert result.indices == [3, 1, 4] and result.scores == [0.9, 0.8, 0.5]
     assert [r.document.id for r in result if r.document] == ["3", "1", "4"]
