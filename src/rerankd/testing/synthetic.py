@@ -250,9 +250,12 @@ def _spread_rows(model: Any, ids: list[int], spread: float) -> None:
 
 
 def build_qwen2_reranker(
-    out_dir: Path, *, tokenizer_dir: Path | None = None, seed: int = 0, spread: float = 0.25
+    out_dir: Path, *, tokenizer_dir: Path | None = None, seed: int = 0, spread: float = 0.5
 ) -> Path:
-    """A tiny random Qwen2ForCausalLM (the mxbai-rerank-v2 architecture) with the Qwen tokenizer."""
+    """A tiny random Qwen2ForCausalLM (the mxbai-rerank-v2 architecture) with the Qwen tokenizer.
+
+    Its weights are smaller than the Qwen3 builder's: Qwen2's q/k/v biases make activations large, and
+    the official code's left padding shifts RoPE positions, so fp32 rounding alone reached ~1e-5."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     out_dir = Path(out_dir)
@@ -265,7 +268,7 @@ def build_qwen2_reranker(
         bos_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        initializer_range=0.2,
+        initializer_range=0.1,
         **tiny,
     )
     config.architectures = ["Qwen2ForCausalLM"]
