@@ -179,6 +179,22 @@ def _check_family_fits(config: Any, family: Family) -> None:
         )
 
 
+def _from_pretrained(auto: Any, source: str, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    """SDPA attention where the architecture has it; eager where it has not (DeBERTa-v2, as in
+    mxbai-rerank-v1, refuses SDPA at load)."""
+    try:
+        return auto.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+        )
+    except ValueError as e:
+        if "scaled_dot_product_attention" not in str(e):
+            raise
+        log.info("%s: no SDPA attention for this architecture; loading with eager attention", source)
+        return auto.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
+        )
+
+
 def load_scorer(
     model: str,
     *,
@@ -220,9 +236,7 @@ def load_scorer(
         # converted tensor by tensor below, so the stored copy never sits in memory beside the converted one.
         stored = stored_dtype(config)
         load_dtype = stored if dev.type == "cpu" and stored is not None else torch_dtype
-        net: Any = auto.from_pretrained(
-            source, dtype=load_dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
-        )
+        net: Any = _from_pretrained(auto, source, load_dtype, trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load {model!r} as a {family} model: {e}") from e
     if load_dtype != torch_dtype:

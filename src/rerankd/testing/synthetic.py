@@ -224,6 +224,8 @@ def build_cross_encoder(out_dir: Path, *, num_labels: int = 1, seed: int = 0) ->
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=128,
+        # As BertTokenizerFast: segment ids go to the model (a bare fast tokenizer leaves them out).
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     torch.manual_seed(seed)
     config = BertConfig(
