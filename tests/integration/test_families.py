@@ -296,3 +296,17 @@ def test_unknown_names_are_refused(qwen3_dir: Path) -> None:
         load_scorer(str(qwen3_dir), device="cpu", template="llama-reranker")
     with pytest.raises(UnsupportedModelError, match="not cross-encoders"):
         load_scorer(str(qwen3_dir), device="cpu", family="cross_encoder", template="qwen3-reranker")
+
+
+def test_gemma2_softcap_and_sliding_window(tmp_path: Path) -> None:
+    """Gemma 2: the two-row head applies the final logit soft-cap as the full head does; its
+    sliding-window layers take the plain path (prefix reuse assumes full attention)."""
+    model_dir = build_gemma_reranker(tmp_path / "tiny-gemma2", gemma2=True)
+    scorer: Any = load_scorer(str(model_dir), device="cpu", dtype="float32", max_length=64)
+    assert scorer.info.template == "bge-reranker-v2-gemma"
+    assert not scorer.share_prefix
+    ref = FlagLLMReference(model_dir, max_length=64)
+    theirs = ref.score(QUERY, DOCS, INSTRUCTION)
+    assert max(theirs) - min(theirs) > 0.05
+    assert_close(_ours(scorer, QUERY, DOCS, INSTRUCTION), theirs)
+    assert_close(_single(scorer, QUERY, DOCS, INSTRUCTION), theirs)

@@ -309,15 +309,16 @@ def build_gemma_tokenizer(out_dir: Path) -> Any:
     return fast
 
 
-def build_gemma_reranker(out_dir: Path, *, seed: int = 0, spread: float = 0.25) -> Path:
-    """A tiny random GemmaForCausalLM (bge-reranker-v2-gemma's architecture) with a tokenizer built here."""
-    from transformers import GemmaConfig, GemmaForCausalLM
+def build_gemma_reranker(out_dir: Path, *, seed: int = 0, spread: float = 0.25, gemma2: bool = False) -> Path:
+    """A tiny random GemmaForCausalLM (bge-reranker-v2-gemma's architecture), or Gemma2ForCausalLM (logit
+    soft-capping, sliding-window layers), with a tokenizer built here."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GemmaConfig, GemmaForCausalLM
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_gemma_tokenizer(out_dir)
     torch.manual_seed(seed)
-    config = GemmaConfig(
+    config = (Gemma2Config if gemma2 else GemmaConfig)(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -332,8 +333,12 @@ def build_gemma_reranker(out_dir: Path, *, seed: int = 0, spread: float = 0.25) 
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    config.architectures = ["GemmaForCausalLM"]
-    model = GemmaForCausalLM(config).eval()
+    if gemma2:
+        config.sliding_window = 16  # short enough that the tests' inputs cross it
+        config.final_logit_softcapping = 3.0  # low enough to bend the tiny model's logits
+    cls = Gemma2ForCausalLM if gemma2 else GemmaForCausalLM
+    config.architectures = [cls.__name__]
+    model = cls(config).eval()
     _spread_rows(model, [tokenizer.convert_tokens_to_ids("Yes")], spread)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
