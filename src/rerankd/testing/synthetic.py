@@ -336,7 +336,7 @@ def build_gemma_reranker(out_dir: Path, *, seed: int = 0, spread: float = 0.25, 
     if gemma2:
         config.sliding_window = 16  # short enough that the tests' inputs cross it
         config.final_logit_softcapping = 3.0  # low enough to bend the tiny model's logits
-    cls = Gemma2ForCausalLM if gemma2 else GemmaForCausalLM
+    cls: Any = Gemma2ForCausalLM if gemma2 else GemmaForCausalLM
     config.architectures = [cls.__name__]
     model = cls(config).eval()
     _spread_rows(model, [tokenizer.convert_tokens_to_ids("Yes")], spread)
