@@ -310,3 +310,28 @@ def test_gemma2_softcap_and_sliding_window(tmp_path: Path) -> None:
     assert max(theirs) - min(theirs) > 0.05
     assert_close(_ours(scorer, QUERY, DOCS, INSTRUCTION), theirs)
     assert_close(_single(scorer, QUERY, DOCS, INSTRUCTION), theirs)
+
+
+def test_engine_batches_several_queries_per_family(gemma_dir: Path, qwen2_dir: Path) -> None:
+    """The serving path (`rerankd serve`: engine + dynamic batcher) on each new family, concurrent
+    requests of different queries batched together, raw log-odds as the reference gives them."""
+    import asyncio
+
+    from rerankd.engine.engine import RerankEngine
+
+    queries = [QUERY, "gravity", "北京"]
+    for model_dir, ref_cls in ((gemma_dir, FlagLLMReference), (qwen2_dir, MxbaiV2Reference)):
+        scorer: Any = load_scorer(str(model_dir), device="cpu", dtype="float32", max_length=512)
+        ref = ref_cls(model_dir, max_length=512)
+        engine = RerankEngine(scorer)
+
+        async def run(engine: RerankEngine = engine) -> list[list[float]]:
+            await engine.start()
+            try:
+                got = await asyncio.gather(*(engine.rerank_scores(q, DOCS, raw=True) for q in queries))
+            finally:
+                await engine.stop()
+            return [g.scores for g in got]
+
+        for q, ours in zip(queries, asyncio.run(run()), strict=True):
+            assert_close(ours, ref.score(q, DOCS))
