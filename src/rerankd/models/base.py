@@ -27,6 +27,7 @@ class ModelInfo:
     templated: bool  # True when the server applies a prompt template (clients must not)
     dtype_reason: str = ""  # why dtype "auto" picked this dtype (empty when the dtype was asked for)
     warning: str | None = None  # e.g. a random-weight smoke-test model
+    template: str | None = None  # the LLM reranker format (rerankd.models.families); None: cross-encoder
 
 
 @dataclass(frozen=True)

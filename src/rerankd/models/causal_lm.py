@@ -1,8 +1,9 @@
-"""Yes/no causal-LM rerankers (Qwen3-Reranker): score = P("yes") at the answer slot.
+"""Yes/no causal-LM rerankers (Qwen3-Reranker, bge-reranker-v2-gemma, mxbai-rerank-v2): the score is
+read at the answer slot, as the family says (`rerankd.models.families`).
 
 P(yes) = softmax([l_no, l_yes])[1] = sigmoid(l_yes - l_no), so only the last position's hidden state and
-two rows of the LM head are needed, never the vocabulary-wide logits. Both rows are applied in fp32,
-whatever dtype the model runs in.
+two rows of the LM head are needed (one row for a family scored by the "Yes" logit alone), never the
+vocabulary-wide logits. The rows are applied in fp32, whatever dtype the model runs in.
 
 Prefix reuse (`rerankd.models.prefix`): `plan` groups the pairs by a shared token prefix once and hands
 each batch its groups; `forward` runs each group's prefix once, then only the suffixes, right-padded,
@@ -21,8 +22,9 @@ import torch
 from rerankd.errors import InvalidRequest, UnsupportedModelError
 from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, PrefixGroup, plan_by_length
 from rerankd.models.documents import chunk_text, truncate_text
+from rerankd.models.families import QWEN3, LLMFamily, PairEncoder, single_token
 from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
-from rerankd.templates import QWEN3_RERANKER, YesNoTemplate
+from rerankd.templates import YesNoTemplate
 
 # On CPU, one forward pass of ~4k tokens already runs the matrix multiplies near peak; more only adds
 # activation memory (about 60 KiB per token in fp32 for Qwen3-0.6B).
@@ -44,33 +46,44 @@ class YesNoScorer:
         tokenizer: Any,
         *,
         info: ModelInfo,
-        template: YesNoTemplate = QWEN3_RERANKER,
+        family: LLMFamily = QWEN3,
+        template: YesNoTemplate | None = None,
         share_prefix: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
-        self.template = template
-        yes = single_token_id(tokenizer, template.yes_token)
-        no = single_token_id(tokenizer, template.no_token)
-        if yes is None or no is None:
+        self.family = family
+        # A "joint" family's three strings; `template` overrides them (a custom yes/no format).
+        self.template = template or family.template or YesNoTemplate()
+        self.pairs = PairEncoder(family, tokenizer, info.max_length) if family.layout == "pair" else None
+        answer = [family.yes_token] + ([family.no_token] if family.no_token else [])
+        if template is not None:
+            answer = [template.yes_token, template.no_token]
+        # Qwen3 looks its tokens up in the vocabulary; the other families' code takes the first id the
+        # token text encodes to; both must be one token.
+        lookup = single_token_id if self.pairs is None else single_token
+        ids = [lookup(tokenizer, t) for t in answer]
+        if any(i is None for i in ids):
             raise UnsupportedModelError(
-                f"{info.name}: the tokenizer has no single token for {template.yes_token!r} and "
-                f"{template.no_token!r}, so it is not a yes/no reranker"
+                f"{info.name}: the tokenizer has no single token for {' and '.join(map(repr, answer))}, "
+                f"so it is not a {family.name} reranker"
             )
-        self.yes_id, self.no_id = yes, no
-        self.prefix_ids = self._ids(template.prefix)
-        self.suffix_ids = self._ids(template.suffix)
-        if info.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 1:
+        self.answer_ids = [int(i) for i in ids if i is not None]
+        self.yes_id = self.answer_ids[0]
+        self.prefix_ids = self._ids(self.template.prefix)
+        self.suffix_ids = self._ids(self.template.suffix)
+        if self.pairs is None and info.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 1:
             raise InvalidRequest(
                 f"max_length={info.max_length} leaves no room for text: the template alone takes "
                 f"{len(self.prefix_ids) + len(self.suffix_ids)} tokens"
             )
         head = model.get_output_embeddings()
-        rows = head.weight.detach()[[yes, no]].float()
+        self._head = head.weight.detach()[self.answer_ids].float()  # [1 or 2, hidden] fp32: yes (, no)
         bias = getattr(head, "bias", None)
-        self._head = rows  # [2, hidden] fp32: "yes" row then "no" row
-        self._head_bias = bias.detach()[[yes, no]].float() if bias is not None else None
+        self._head_bias = bias.detach()[self.answer_ids].float() if bias is not None else None
+        # Gemma 2 caps its logits (tanh); the two rows must see the same cap as the full head.
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._backbone = model.base_model
         self.pad_id = int(
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
@@ -83,8 +96,8 @@ class YesNoScorer:
         return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
 
     def _supports_prefix_reuse(self) -> bool:
-        """Prefix reuse feeds the backbone a cache object and a prepared 4-D mask per layer type; only
-        full-attention decoders with SDPA or eager attention take both."""
+        """Prefix reuse feeds the backbone a stand-in cache and a prepared 4-D mask; only full-attention
+        decoders (no sliding-window layers) with SDPA or eager attention take both."""
         config = getattr(self._backbone, "config", None)
         params = inspect.signature(self._backbone.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -107,6 +120,9 @@ class YesNoScorer:
     ) -> EncodedPair:
         if max_document_tokens is not None:
             document = truncate_text(self.tokenizer, document, max_document_tokens)
+        if self.pairs is not None:
+            ids, cut = self.pairs.encode(query, document, instruction)
+            return EncodedPair(ids, truncated=cut)
         prompt = self.template.build(query, document, instruction)
         prefix = self.prefix_ids if prompt.prefix == self.template.prefix else self._ids(prompt.prefix)
         suffix = self.suffix_ids if prompt.suffix == self.template.suffix else self._ids(prompt.suffix)
@@ -134,6 +150,8 @@ class YesNoScorer:
         return [self.encode(query, part, instruction=instruction) for part in parts]
 
     def room(self, query: str, instruction: str | None = None) -> int:
+        if self.pairs is not None:
+            return self.pairs.room(query, instruction)
         return self.info.max_length - len(self.encode(query, "", instruction=instruction))
 
     def plan(
@@ -162,11 +180,13 @@ class YesNoScorer:
         return torch.where(mask, zero, torch.finfo(dtype).min)
 
     def _run(self, ids: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor, cache: PrefixKV) -> Any:
+        # A prepared 4-D mask passes every model's mask builder unchanged (a dict of masks per layer
+        # type is only understood by some architectures: Gemma read it as a tensor and crashed).
         mask = self._mask(allowed, self._head_dtype())
         kwargs = {self._cache_kwarg: cache}
         return self._backbone(
             input_ids=ids,
-            attention_mask={"full_attention": mask},
+            attention_mask=mask,
             position_ids=positions,
             use_cache=False,
             **kwargs,
@@ -187,6 +207,10 @@ class YesNoScorer:
         logits = h @ self._head.T
         if self._head_bias is not None:
             logits = logits + self._head_bias
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        if logits.shape[1] == 1:  # scored by the "Yes" logit alone: sigmoid(l_yes) is the probability
+            return logits[:, 0].tolist()
         return (logits[:, 0] - logits[:, 1]).tolist()
 
     def _forward_plain(self, batch: Sequence[EncodedPair]) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from rerankd.config import SMOKE_MARKER, SMOKE_WARNING
 from rerankd.errors import ModelLoadError, UnsupportedModelError
 from rerankd.models.base import Family, ModelInfo, Scorer
+from rerankd.models.families import FAMILIES, QWEN3, LLMFamily, family_named, recognise
 from rerankd.models.precision import (  # resolve_dtype: also imported from here
     INT8,
     auto_dtype,
@@ -29,7 +30,8 @@ log = logging.getLogger("rerankd.models")
 __all__ = ["SUPPORTED", "cpu_threads", "detect_family", "load_scorer", "resolve_dtype"]
 
 SUPPORTED = (
-    "causal LMs with single 'yes'/'no' tokens (*ForCausalLM, e.g. Qwen3-Reranker 0.6B/4B/8B) and "
+    "causal-LM rerankers (*ForCausalLM: Qwen3-Reranker 0.6B/4B/8B, bge-reranker-v2-gemma, "
+    "mxbai-rerank-base/large-v2) and "
     "sequence-classification cross-encoders (*ForSequenceClassification with 1 or 2 labels, e.g. "
     "bge-reranker-v2-m3, cross-encoder/ms-marco-MiniLM-L-6-v2)"
 )
@@ -123,6 +125,41 @@ def detect_family(config: Any) -> Family:
     )
 
 
+FAMILY_NAMES = ("yes_no", "cross_encoder")
+
+
+def _check_names(family: str | None, template: str | None) -> LLMFamily | None:
+    """Refuse an unknown family (it used to load a causal LM as a cross-encoder) or template name."""
+    if family is not None and family not in FAMILY_NAMES:
+        raise UnsupportedModelError(
+            f"unknown family {family!r}; known families: {', '.join(FAMILY_NAMES)} (a causal-LM "
+            f"reranker's format is chosen with template=, one of: {', '.join(FAMILIES)})"
+        )
+    if template is None:
+        return None
+    if family == "cross_encoder":
+        raise UnsupportedModelError(f"template {template!r} is for causal-LM rerankers, not cross-encoders")
+    return family_named(template)
+
+
+def _pick_family(config: Any, tokenizer: Any, asked: LLMFamily | None) -> LLMFamily:
+    """The LLM format: the one asked for, else the one whose architecture and tokens fit, else Qwen3's
+    (any causal LM with single yes/no tokens was scored with it before families existed)."""
+    if asked is not None:
+        return asked
+    found = recognise(config, tokenizer)
+    if found is None:
+        log.warning(
+            "model_type %r matches no known LLM reranker family (%s); using the %s template. Pass "
+            "template= to choose another",
+            getattr(config, "model_type", None),
+            ", ".join(FAMILIES),
+            QWEN3.name,
+        )
+        return QWEN3
+    return found
+
+
 def _smoke_warning(source: str) -> str | None:
     return SMOKE_WARNING if (Path(source) / SMOKE_MARKER).is_file() else None
 
@@ -142,22 +179,42 @@ def _check_family_fits(config: Any, family: Family) -> None:
         )
 
 
+def _from_pretrained(auto: Any, source: str, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    """SDPA attention where the architecture has it; eager where it has not (DeBERTa-v2, as in
+    mxbai-rerank-v1, refuses SDPA at load)."""
+    try:
+        return auto.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+        )
+    except ValueError as e:
+        if "scaled_dot_product_attention" not in str(e):
+            raise
+        log.info("%s: no SDPA attention for this architecture; loading with eager attention", source)
+        return auto.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
+        )
+
+
 def load_scorer(
     model: str,
     *,
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
-    max_length: int = 8192,
+    max_length: int | None = 8192,
     family: Family | None = None,
     trust_remote_code: bool = False,
+    template: str | None = None,
 ) -> Scorer:
-    """Load a model and its tokenizer and wrap them in the scorer for their family."""
+    """Load a model and its tokenizer and wrap them in the scorer for their family. `template` names a
+    causal-LM reranker format (`rerankd.models.families.FAMILIES`), overriding its recognition;
+    `max_length` None takes the format's own default (what it counts is the format's: see families)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    if max_length < 1:
+    asked = _check_names(family, template)
+    if max_length is not None and max_length < 1:
         raise ModelLoadError(f"max_length must be positive, got {max_length}")
     config = _load_config(model, trust_remote_code)
-    family = family or detect_family(config)
+    family = family or ("yes_no" if asked is not None else detect_family(config))
     _check_family_fits(config, family)
     dev = resolve_device(device)
     reason = ""
@@ -179,9 +236,7 @@ def load_scorer(
         # converted tensor by tensor below, so the stored copy never sits in memory beside the converted one.
         stored = stored_dtype(config)
         load_dtype = stored if dev.type == "cpu" and stored is not None else torch_dtype
-        net: Any = auto.from_pretrained(
-            source, dtype=load_dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
-        )
+        net: Any = _from_pretrained(auto, source, load_dtype, trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load {model!r} as a {family} model: {e}") from e
     if load_dtype != torch_dtype:
@@ -200,11 +255,15 @@ def load_scorer(
     if family == "yes_no":
         from rerankd.models.causal_lm import YesNoScorer
 
-        info = ModelInfo(model, "yes_no", arch, max_length, dtype_name, str(dev), True, reason, warning)
-        return YesNoScorer(net, tokenizer, info=info)
+        llm = _pick_family(config, tokenizer, asked)
+        log.info("LLM reranker format: %s", llm.name)
+        length = llm.default_max_length if max_length is None else max_length
+        info = ModelInfo(model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name)
+        return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
 
+    max_length = max_length or 8192
     limits = [max_length, getattr(config, "max_position_embeddings", max_length)]
     if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**9:
         limits.append(tokenizer.model_max_length)

@@ -224,6 +224,8 @@ def build_cross_encoder(out_dir: Path, *, num_labels: int = 1, seed: int = 0) ->
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=128,
+        # As BertTokenizerFast: segment ids go to the model (a bare fast tokenizer leaves them out).
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     torch.manual_seed(seed)
     config = BertConfig(
@@ -239,5 +241,105 @@ def build_cross_encoder(out_dir: Path, *, num_labels: int = 1, seed: int = 0) ->
     config.num_labels = num_labels
     config.architectures = ["BertForSequenceClassification"]
     BertForSequenceClassification(config).eval().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def _spread_rows(model: Any, ids: list[int], spread: float) -> None:
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        head[ids] = torch.randn(len(ids), head.shape[1]) * spread
+
+
+def build_qwen2_reranker(
+    out_dir: Path, *, tokenizer_dir: Path | None = None, seed: int = 0, spread: float = 0.5
+) -> Path:
+    """A tiny random Qwen2ForCausalLM (the mxbai-rerank-v2 architecture) with the Qwen tokenizer.
+
+    Its weights are smaller than the Qwen3 builder's: Qwen2's q/k/v biases make activations large, and
+    the official code's left padding shifts RoPE positions, so fp32 rounding alone reached ~1e-5."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(tokenizer_dir, out_dir.parent)
+    torch.manual_seed(seed)
+    tiny = {k: v for k, v in TINY_QWEN3.items() if k != "head_dim"}
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.1,
+        **tiny,
+    )
+    config.architectures = ["Qwen2ForCausalLM"]
+    model = Qwen2ForCausalLM(config).eval()
+    _spread_rows(model, [tokenizer.encode(t, add_special_tokens=False)[0] for t in ("1", "0")], spread)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_gemma_tokenizer(out_dir: Path) -> Any:
+    """A small byte-level BPE tokenizer with Gemma's special tokens (<pad>, <eos>, <bos>) and single
+    'Yes'/'No' tokens, as bge-reranker-v2-gemma's tokenizer has them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = (
+        "Given a query A and a passage B, determine whether the passage contains an answer to the query "
+        "by providing a prediction of either Yes or No. what is the capital of France Paris is the capital "
+        "and largest city of France gravity is a force python asyncio crawler 北京 中国 首都 café"
+    )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([text] * 20, trainer)
+    tok.add_tokens(["Yes", "No"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_gemma_reranker(out_dir: Path, *, seed: int = 0, spread: float = 0.25, gemma2: bool = False) -> Path:
+    """A tiny random GemmaForCausalLM (bge-reranker-v2-gemma's architecture), or Gemma2ForCausalLM (logit
+    soft-capping, sliding-window layers), with a tokenizer built here."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GemmaConfig, GemmaForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_gemma_tokenizer(out_dir)
+    torch.manual_seed(seed)
+    config = (Gemma2Config if gemma2 else GemmaConfig)(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=8192,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    if gemma2:
+        config.sliding_window = 16  # short enough that the tests' inputs cross it
+        config.final_logit_softcapping = 3.0  # low enough to bend the tiny model's logits
+    cls: Any = Gemma2ForCausalLM if gemma2 else GemmaForCausalLM
+    config.architectures = [cls.__name__]
+    model = cls(config).eval()
+    _spread_rows(model, [tokenizer.convert_tokens_to_ids("Yes")], spread)
+    model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
