@@ -34,6 +34,7 @@ class ModelConfig:
     max_length: int = DEFAULT_MAX_LENGTH
     instruction: str | None = None
     family: Family | None = None
+    template: str | None = None  # an LLM reranker format (models/families.py); None: recognised
     trust_remote_code: bool = False
     served_name: str | None = None  # the name clients see; the model id or path when None
 
@@ -70,5 +71,6 @@ def load_scorer(config: ModelConfig) -> Scorer:
         dtype=config.dtype,
         max_length=config.max_length,
         family=config.family,
+        template=config.template,
         trust_remote_code=config.trust_remote_code,
     )

@@ -312,6 +312,7 @@ class ModelCard(BaseModel):
     owned_by: str = "rerankd"
     max_model_len: int
     family: str
+    template: str | None = Field(default=None, description="The LLM reranker's prompt format, if any.")
     templated: bool = Field(
         description="True: the server applies the prompt template; clients send raw text."
     )

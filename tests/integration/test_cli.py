@@ -87,3 +87,25 @@ def test_no_documents(qwen3_dir: Path) -> None:
         out = run(command, "--model", str(qwen3_dir), "--query", "q", "--file", "-", stdin="")
         assert out.returncode == 2, out.stdout
         assert "no documents" in out.stderr and "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_template_picks_the_format_and_an_unknown_one_is_refused(qwen3_dir: Path) -> None:
+    bad = run("rank", "-m", str(qwen3_dir), "--template", "bogus", "-q", "q", "a", "b")
+    assert bad.returncode != 0
+    assert "unknown template 'bogus'" in bad.stderr and "qwen3-reranker" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    ok = run(
+        "rank",
+        "-m",
+        str(qwen3_dir),
+        "--template",
+        "qwen3-reranker",
+        "--dtype",
+        "float32",
+        "--json",
+        "-q",
+        "q",
+        "a",
+        "b",
+    )
+    assert ok.returncode == 0, ok.stderr

@@ -28,6 +28,7 @@ from rerankd.cli.options import (
     MaxLengthOpt,
     ModelOpt,
     ProviderOpt,
+    TemplateOpt,
     TimeoutOpt,
     TrustRemoteCodeOpt,
     UrlOpt,
@@ -142,6 +143,7 @@ def batch_command(
     dtype: DtypeOpt = DTYPE,
     max_length: MaxLengthOpt = MAX_LENGTH,
     family: FamilyOpt = None,
+    template: TemplateOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     max_batch_tokens: MaxBatchTokensOpt = MAX_BATCH_TOKENS,
     max_batch_size: MaxBatchSizeOpt = MAX_BATCH_SIZE,
@@ -178,6 +180,7 @@ def batch_command(
                 max_length=max_length,
                 instruction=instruction,
                 family=family,
+                template=template,
                 trust_remote_code=trust_remote_code,
             )
             batch = batch_config(max_batch_tokens, max_batch_size)

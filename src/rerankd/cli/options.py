@@ -134,6 +134,15 @@ FamilyOpt = Annotated[
         envvar="RERANKD_FAMILY",
     ),
 ]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        help="The LLM reranker's prompt format, when detection should be overridden: qwen3-reranker, "
+        "bge-reranker-v2-gemma or mxbai-rerank-v2 (default: recognised from the model's config and tokenizer).",
+        envvar="RERANKD_TEMPLATE",
+    ),
+]
 TrustRemoteCodeOpt = Annotated[
     bool,
     typer.Option(
@@ -158,6 +167,7 @@ def model_config(
     max_length: int = MAX_LENGTH,
     instruction: str | None = None,
     family: FamilyChoice | None = None,
+    template: str | None = None,
     trust_remote_code: bool = False,
     served_name: str | None = None,
 ) -> ModelConfig:
@@ -176,6 +186,7 @@ def model_config(
         max_length=max_length,
         instruction=instruction,
         family=family.value if family is not None else None,
+        template=template,
         trust_remote_code=trust_remote_code,
         served_name=served_name,
     )

@@ -34,6 +34,7 @@ class ServerSettings:
     dtype: str = _MODEL.dtype
     max_length: int = _MODEL.max_length
     family: Family | None = _MODEL.family
+    template: str | None = _MODEL.template
     trust_remote_code: bool = _MODEL.trust_remote_code
     max_batch_tokens: int = _BATCH.max_batch_tokens
     max_batch_size: int = _BATCH.max_batch_size
@@ -67,6 +68,7 @@ class ServerSettings:
             max_length=self.max_length,
             instruction=self.instruction,
             family=self.family,
+            template=self.template,
             trust_remote_code=self.trust_remote_code,
             served_name=self.served_model_name,
         )

@@ -29,6 +29,7 @@ async def models(state: State) -> ModelList:
         created=STARTED,
         max_model_len=info.max_length,
         family=info.family,
+        template=info.template,
         templated=info.templated,
         instruction=engine.instruction,
         dtype=info.dtype,
