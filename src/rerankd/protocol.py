@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 API_VERSION = "2"
 
@@ -54,6 +62,19 @@ def content_texts(value: Any) -> Any:
     if isinstance(value, list):
         return [part(p) for p in value]
     return part(value)
+
+
+def _known_names(model: type[BaseModel]) -> set[str]:
+    names = set(model.model_fields)
+    for f in model.model_fields.values():
+        alias = f.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {c for c in alias.choices if isinstance(c, str)}
+        elif isinstance(alias, str):
+            names.add(alias)
+        if f.alias:
+            names.add(f.alias)
+    return names
 
 
 def _positive_or_null(v: int | None, info: Any) -> int | None:
@@ -160,6 +181,21 @@ class RerankRequest(_Lenient):
     def items(self) -> list[str | dict[str, Any]]:
         return list(self.texts if self.texts is not None else self.documents or [])
 
+    _ignored: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _note_ignored(cls, data: Any, handler: Any) -> Any:
+        """Unknown fields are ignored (a superset of dialects), and the answer's meta.warnings says which."""
+        obj = handler(data)
+        if isinstance(data, dict):
+            obj._ignored = sorted(str(k) for k in data if k not in _known_names(cls))
+        return obj
+
+    @property
+    def ignored_fields(self) -> list[str]:
+        return list(self._ignored)
+
 
 class ResultDocument(_Lenient):
     model_config = ConfigDict(extra="allow")
@@ -185,9 +221,22 @@ class BilledUnits(BaseModel):
     search_units: int
 
 
+class DocumentWarning(BaseModel):
+    """What the server did to one document (or the request: `index` null) that the client should know."""
+
+    index: int | None = Field(description="The document's index in the request; null for the request.")
+    code: Literal["truncated", "chunked", "ignored_field"]
+    message: str
+
+
 class Meta(BaseModel):
     api_version: ApiVersion = Field(default_factory=ApiVersion)
     billed_units: BilledUnits
+    warnings: list[DocumentWarning] = Field(
+        default_factory=list,
+        description="Cohere's meta.warnings slot, machine-readable: documents truncated or chunked, "
+        "request fields this server ignores.",
+    )
 
 
 class Tokens(BaseModel):

@@ -5,6 +5,7 @@ documents (`encode(max_document_tokens=)`, `encode_chunks`); the engine only dec
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,16 @@ class Scored:
     scores: list[float]
     prompt_tokens: int
     truncated: int  # how many inputs were cut to fit
+    # Per input (document, or pair for score_pairs) that was degraded, for the answer's meta.warnings:
+    cuts: tuple[Cut, ...] = ()  # cut to fit the model
+    chunked: tuple[tuple[int, int], ...] = ()  # (input index, chunks) for inputs split into > 1 chunk
+
+
+@dataclass(frozen=True)
+class Cut:
+    index: int
+    kept_tokens: int
+    sent_tokens: int | None  # None where the scorer cannot tell (pre-templated input)
 
 
 class Engine(Protocol):
@@ -228,7 +239,7 @@ class RerankEngine:
         logits = await self._logits(encoded)
         if len(encoded) != len(documents):
             logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
-        return _scored(encoded, logits, raw)
+        return _scored(encoded, logits, raw, owners)
 
     async def score_pairs(
         self,
@@ -265,9 +276,17 @@ def _refuse_truncated(encoded: Sequence[EncodedPair], max_length: int) -> None:
         )
 
 
-def _scored(encoded: Sequence[EncodedPair], logits: list[float], raw: bool) -> Scored:
+def _scored(
+    encoded: Sequence[EncodedPair], logits: list[float], raw: bool, owners: Sequence[int] | None = None
+) -> Scored:
+    """`owners[i]`: the input pair i belongs to (chunks of one document); None: one pair per input."""
+    owner = owners or range(len(encoded))
+    cuts = tuple(Cut(owner[i], len(e), e.sent_tokens) for i, e in enumerate(encoded) if e.truncated)
+    counts = Counter(owner)
     return Scored(
         scores=logits if raw else [sigmoid(x) for x in logits],
         prompt_tokens=sum(len(e) for e in encoded),
         truncated=sum(e.truncated for e in encoded),
+        cuts=cuts,
+        chunked=tuple(sorted((i, n) for i, n in counts.items() if n > 1)),
     )

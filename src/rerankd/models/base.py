@@ -37,6 +37,7 @@ class EncodedPair:
     input_ids: list[int]
     token_type_ids: list[int] | None = None
     truncated: bool = False
+    sent_tokens: int | None = None  # when `truncated`: the pair's length before the cut, if known
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -134,7 +134,9 @@ class YesNoScorer:
             )
         body = self._ids(prompt.body)
         # Cut the body's tail, never the suffix: the last token must stay the answer slot.
-        return EncodedPair(prefix + body[:room] + suffix, truncated=len(body) > room)
+        cut = len(body) > room
+        sent = len(prefix) + len(body) + len(suffix) if cut else None
+        return EncodedPair(prefix + body[:room] + suffix, truncated=cut, sent_tokens=sent)
 
     def encode_chunks(
         self,

@@ -51,13 +51,16 @@ class CrossEncoderScorer:
         enc = self.tokenizer([query], [document], truncation=True, max_length=self.info.max_length)
         ids = list(enc["input_ids"][0])
         # Only a pair that fills max_length can have been cut; tokenize again only then.
-        truncated = len(ids) >= self.info.max_length and len(
-            self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0]
-        ) > len(ids)
+        sent = (
+            len(self.tokenizer([query], [document], truncation=False, verbose=False)["input_ids"][0])
+            if len(ids) >= self.info.max_length
+            else len(ids)
+        )
         return EncodedPair(
             input_ids=ids,
             token_type_ids=list(enc["token_type_ids"][0]) if "token_type_ids" in enc else None,
-            truncated=truncated,
+            truncated=sent > len(ids),
+            sent_tokens=sent if sent > len(ids) else None,
         )
 
     def encode_chunks(

@@ -16,6 +16,7 @@ from rerankd.engine.engine import Scored
 from rerankd.errors import InvalidRequest
 from rerankd.protocol import (
     BilledUnits,
+    DocumentWarning,
     Meta,
     RerankRequest,
     RerankResponse,
@@ -120,6 +121,7 @@ class ServingRerank:
             texts,
             request_id=request_id,
             model=self.state.settings.model_name,
+            ignored=req.ignored_fields,
         )
 
 
@@ -169,8 +171,9 @@ def rerank_response(
     *,
     request_id: str,
     model: str,
+    ignored: Sequence[str] = (),
 ) -> RerankResponse:
-    """The superset answer; `items` None leaves the documents out."""
+    """The superset answer; `items` None leaves the documents out; `ignored`: request fields not read."""
     results = [
         RerankResultItem(
             index=r.index,
@@ -184,9 +187,42 @@ def rerank_response(
         model=model,
         results=results,
         usage=usage(scored),
-        meta=Meta(billed_units=BilledUnits(search_units=search_units(len(texts)))),
+        meta=Meta(
+            billed_units=BilledUnits(search_units=search_units(len(texts))),
+            warnings=document_warnings(scored, ignored),
+        ),
         tokens=Tokens(input_tokens=scored.prompt_tokens),
     )
+
+
+def document_warnings(scored: Scored, ignored: Sequence[str] = ()) -> list[DocumentWarning]:
+    """meta.warnings: one entry per document cut to fit or split into chunks, then the ignored fields."""
+    out = []
+    for cut in scored.cuts:
+        sent = f" of {cut.sent_tokens}" if cut.sent_tokens is not None else ""
+        out.append(
+            DocumentWarning(
+                index=cut.index,
+                code="truncated",
+                message=f"document {cut.index} was cut to fit the model: {cut.kept_tokens}{sent} tokens "
+                "kept (the template's tail is never cut)",
+            )
+        )
+    for index, chunks in scored.chunked:
+        out.append(
+            DocumentWarning(
+                index=index,
+                code="chunked",
+                message=f"document {index} was split into {chunks} chunks; its score is its best chunk's",
+            )
+        )
+    for name in ignored:
+        out.append(
+            DocumentWarning(
+                index=None, code="ignored_field", message=f"field {name!r} is not used by this server"
+            )
+        )
+    return out
 
 
 def tei_ranks(ranked: Sequence[RankedDocument], texts: Sequence[str] | None) -> TEIRanks:

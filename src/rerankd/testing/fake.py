@@ -86,7 +86,10 @@ class FakeScorer:
     def _pair(self, head: list[int], document_ids: Sequence[int]) -> EncodedPair:
         body = head + list(document_ids)
         room = self.info.max_length - 2  # PREFIX and ANSWER always stay
-        return EncodedPair([PREFIX, *body[:room], ANSWER], truncated=len(body) > room)
+        cut = len(body) > room
+        return EncodedPair(
+            [PREFIX, *body[:room], ANSWER], truncated=cut, sent_tokens=len(body) + 2 if cut else None
+        )
 
     def encode(
         self,
