@@ -62,6 +62,9 @@ class RerankResult:
     results: tuple[RankedDocument, ...]
     model: str = ""
     usage: Usage = field(default_factory=Usage)
+    # The server's meta.warnings ({index, code, message}: documents cut or chunked, ignored fields),
+    # with indices into the documents as the caller passed them.
+    warnings: tuple[dict[str, Any], ...] = ()
 
     def __iter__(self) -> Iterator[RankedDocument]:
         return iter(self.results)

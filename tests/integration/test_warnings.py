@@ -69,3 +69,19 @@ async def test_chunks_and_ignored_fields_are_reported(qwen3_reranker: Reranker) 
     chunked = next(w for w in answer["meta"]["warnings"] if w["code"] == "chunked")
     assert "split into 4 chunks" in chunked["message"]
     assert any("'return_spans'" in w["message"] for w in answer["meta"]["warnings"])
+
+
+async def test_the_client_exposes_them_with_global_indices(qwen3_dir: Any) -> None:
+    """Sliced into requests of two documents, the cut document (the fourth) keeps its index."""
+    from rerankd.client import AsyncRerankClient
+
+    small = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="float32", max_length=128)
+    app = create_app(ServerSettings(model="tiny", ui=False), reranker=small)
+    async with app.router.lifespan_context(app):
+        await app.state.loading
+        client = AsyncRerankClient(
+            "http://rerankd", transport=httpx.ASGITransport(app=app), max_docs_per_request=2
+        )
+        async with client:
+            result = await client.rerank("capital", [SHORT, "Gravity.", "Rome.", LONG])
+    assert [(w["index"], w["code"]) for w in result.warnings] == [(3, "truncated")]

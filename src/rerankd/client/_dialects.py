@@ -88,6 +88,7 @@ class SliceAnswer:
     items: list[tuple[int, float]]
     model: str | None = None
     prompt_tokens: int = 0
+    warnings: tuple[dict[str, Any], ...] = ()  # meta.warnings as sent, indices local to the request
 
 
 def rerank_path(provider: str) -> str:
@@ -201,7 +202,17 @@ def parse_rerank_answer(payload: Any, request: Request) -> SliceAnswer:
         raise InvalidResponseError(
             f"the answer has {len(pairs)} results for {request.n_docs} documents; expected {request.expected}"
         )
-    return SliceAnswer(pairs, model, tokens)
+    return SliceAnswer(pairs, model, tokens, _warnings(payload))
+
+
+def _warnings(payload: Any) -> tuple[dict[str, Any], ...]:
+    """rerankd's meta.warnings objects; anything else in that slot (Cohere sends strings) is kept as a
+    message."""
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    found = meta.get("warnings") if isinstance(meta, dict) else None
+    if not isinstance(found, list):
+        return ()
+    return tuple(w if isinstance(w, dict) else {"message": str(w)} for w in found)
 
 
 __all__ = [

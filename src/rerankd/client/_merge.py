@@ -4,6 +4,7 @@ slices' answers back: global indices, scores in input order, one ranking with `t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rerankd.client._dialects import Request, SliceAnswer
 from rerankd.client.errors import InvalidResponseError
@@ -51,7 +52,15 @@ def merge_ranking(
         ),
         model=models[0] if models else model,
         usage=Usage(prompt_tokens=sum(c.prompt_tokens for _, c in chunks)),
+        warnings=tuple(_global(w, request.offset) for request, chunk in chunks for w in chunk.warnings),
     )
+
+
+def _global(warning: dict[str, Any], offset: int) -> dict[str, Any]:
+    index = warning.get("index")
+    if isinstance(index, int) and not isinstance(index, bool):
+        return {**warning, "index": index + offset}
+    return warning
 
 
 __all__ = ["merge_ranking", "merge_scores", "plan_slices"]
