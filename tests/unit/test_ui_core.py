@@ -245,3 +245,17 @@ def test_the_smoke_model_is_labelled_in_the_header() -> None:
     assert "smoke-test" not in backend.describe()
     backend.model = SERVED_NAME
     assert "smoke-test model: its scores mean nothing" in backend.describe()
+
+
+def test_the_servers_warnings_are_shown() -> None:
+    from rerankd.types import RankedDocument, RerankResult
+    from rerankd.ui.render import present
+
+    result = RerankResult(
+        (RankedDocument(0, 0.9), RankedDocument(1, 0.1)),
+        model="m",
+        warnings=({"index": 1, "code": "truncated", "message": "document 1 was cut <to fit>"},),
+    )
+    status = present(result, ["a", "b"], 0.1).status
+    assert "document 1 was cut &lt;to fit&gt;" in status
+    assert "⚠" not in present(RerankResult((RankedDocument(0, 0.9),), model="m"), ["a"], 0.1).status

@@ -77,4 +77,8 @@ def present(result: RerankResult, documents: Sequence[str], seconds: float) -> S
     parts = [f"Ranked {what} in <b>{took}</b>", f"model <code>{html.escape(result.model or '?')}</code>"]
     if result.usage.prompt_tokens:
         parts.append(f"{result.usage.prompt_tokens} tokens")
-    return Shown(rows, chart, status_html(" · ".join(parts)), result.model, seconds)
+    status = " · ".join(parts)
+    notes = [html.escape(str(w.get("message", ""))) for w in result.warnings if w.get("message")]
+    if notes:  # what the server did to the documents (cut to fit, chunked), as it says it
+        status += "<br>" + "<br>".join(f"⚠ {n}" for n in notes)
+    return Shown(rows, chart, status_html(status), result.model, seconds)
