@@ -31,6 +31,7 @@ from rerankd.protocol import (
     document_text,
 )
 from rerankd.ranking import rank
+from rerankd.server.sanitize import Bounds, check_document_objects
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
 from rerankd.types import RankedDocument
@@ -77,21 +78,31 @@ class ServingRerank:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits = Limits.of(state.settings)
+        self.bounds = Bounds(max_length=state.settings.max_length)
 
     async def __call__(self, req: RerankRequest, request_id: str) -> RerankResponse | TEIRanks:
         items = req.items()
+        self.bounds.check(instruction=req.instruction, max_chunks_per_doc=req.max_chunks_per_doc)
         self.limits.check([req.query], len(items), req.instruction)
+        check_document_objects(items)
         texts = request_texts(items, req.rank_fields)
         engine = self.state.require_engine()
+        max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
+        truncate = req.truncate is not False
         scored = await engine.rerank_scores(
             req.query,
-            texts,
+            self.bounds.clip(
+                texts,
+                truncate=truncate,
+                max_tokens_per_doc=max_tokens,
+                max_chunks_per_doc=req.max_chunks_per_doc,
+            ),
             instruction=req.instruction,
-            max_tokens_per_doc=req.max_tokens_per_doc or req.truncate_prompt_tokens,
+            max_tokens_per_doc=max_tokens,
             max_chunks_per_doc=req.max_chunks_per_doc,
             overlap_tokens=req.overlap_tokens,
             raw=req.wants_raw,
-            truncate=req.truncate is not False,
+            truncate=truncate,
         )
         ranked = rank(scored.scores, top_n=req.top_n)
         if req.is_tei:
@@ -115,6 +126,9 @@ class ServingScore:
 
     async def __call__(self, req: ScoreRequest, request_id: str) -> ScoreResponse:
         pairs = req.pairs()
+        Bounds(max_length=self.state.settings.max_length).check(
+            instruction=req.instruction, max_chunks_per_doc=None
+        )
         self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
         engine = self.state.require_engine()
         scored = await engine.score_pairs(
