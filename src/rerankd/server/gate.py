@@ -3,6 +3,7 @@ one structured log line. Pure ASGI (no BaseHTTPMiddleware), so it adds no task p
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -22,6 +23,7 @@ log = logging.getLogger("rerankd.server")
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 MAX_REQUEST_ID = 128
+BODY_READ_TIMEOUT = 30.0  # seconds for a whole request body: a stalled upload must not hold a slot forever
 # A request id is echoed in a header and logged: printable ASCII only, anything else gets a fresh id
 # (re-encoding a non-ASCII id would echo it double-encoded).
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
@@ -91,6 +93,10 @@ class Gate:
                 status_holder["started"] = 1
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                if state.phase == "draining":
+                    # Close the connection after this answer: the client's next request then goes to a
+                    # fresh connection (another replica), not to one the shutdown is about to close.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         async def refuse(
@@ -141,7 +147,16 @@ class Gate:
                     # `curl -d` and some clients send JSON without a JSON content type: read it as JSON anyway.
                     scope["headers"] = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
                     scope["headers"].append((b"content-type", b"application/json"))
-                    body = await self._read_body(receive, headers)
+                    try:
+                        async with asyncio.timeout(BODY_READ_TIMEOUT):
+                            body = await self._read_body(receive, headers)
+                    except TimeoutError:
+                        await refuse(
+                            408,
+                            f"the request body did not arrive within {BODY_READ_TIMEOUT:g} seconds",
+                            "request_timeout",
+                        )
+                        return
                     if body is None:
                         await refuse(
                             413,
