@@ -5,7 +5,6 @@ Everything here is cheap (a regex over the body, len() of strings): it runs befo
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,10 +81,3 @@ class Bounds:
         tokens = min(self.max_length, max_tokens_per_doc or self.max_length)
         keep = tokens * max(1, max_chunks_per_doc or 1) * CHARS_PER_TOKEN_CAP
         return [t if len(t) <= keep else t[:keep] for t in texts]
-
-
-def retry_after_for(depth: int, pairs_per_second: float, floor: float, ceiling: float = 60.0) -> float:
-    """Seconds until the queue has room again at the measured throughput, at least `floor`."""
-    if pairs_per_second <= 0 or depth <= 0:
-        return floor
-    return min(ceiling, max(floor, math.ceil(depth / pairs_per_second)))
