@@ -153,6 +153,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs, vLLM's score API."""
+    if not ray:  # a SIGTERM while the model is checked (torch imports) exits 0, not 143
+        from rerankd.server.run import EARLY_SIGNALS
+
+        EARLY_SIGNALS.install()
     if not model:
         raise fail("pass --model (a hub id, a local model directory, or tiny-random)", EXIT_USAGE)
     keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]

@@ -4,7 +4,11 @@ Each pair gets its own future, so one request can span batches and batches can m
 of pending pairs is cut into batches by the scorer's `plan` (sorted by length, shared prefixes counted
 once) and each planned batch goes to its `forward`, which reuses what the plan computed; the model runs
 on one worker thread, so the event loop never blocks on it. The queue is bounded: past it, Overloaded
-(429).
+(429), with a Retry-After from the queue's depth and the measured throughput.
+
+Fairness: each request waits in its own queue, and a round takes pairs round-robin across the waiting
+requests, at most a few batches' worth; a 2-document request that arrives while a 4,000-chunk one runs
+waits for one round, not for the whole big request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +29,9 @@ from rerankd.models.base import EncodedPair, PlannedBatch, Scorer, score_encoded
 log = logging.getLogger("rerankd.batcher")
 
 BatchObserver = Callable[[int, int], None]  # (pairs, padded tokens) per batch run
+ROUND_BATCHES = 8  # a round holds at most this many full batches: the most a newcomer waits behind
+THROUGHPUT_SMOOTHING = 0.2  # weight of the newest batch in the pairs-per-second average
+MAX_RETRY_AFTER = 60.0
 
 
 @dataclass
@@ -45,8 +55,10 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._observe = observe
-        self._pending: list[_Item] = []
+        self._waiting: deque[deque[_Item]] = deque()  # one queue per request, in arrival order
+        self._queued = 0
         self._in_round = 0
+        self.pairs_per_second = 0.0  # measured on the batches run (0 until the first)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerankd-infer")
@@ -55,7 +67,14 @@ class DynamicBatcher:
     @property
     def depth(self) -> int:
         """Pairs waiting or being scored."""
-        return len(self._pending) + self._in_round
+        return self._queued + self._in_round
+
+    def retry_after(self, extra: int) -> float:
+        """Seconds until the queue has room for `extra` more pairs at the measured throughput (≥ 1)."""
+        excess = self.depth + extra - self.max_queue
+        if self.pairs_per_second <= 0 or excess <= 0:
+            return 1.0
+        return min(MAX_RETRY_AFTER, max(1.0, math.ceil(excess / self.pairs_per_second)))
 
     def start(self) -> None:
         if self._task is None:
@@ -68,10 +87,12 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for item in self._pending:
-            if not item.future.done():
-                item.future.cancel()
-        self._pending.clear()
+        for queue in self._waiting:
+            for item in queue:
+                if not item.future.done():
+                    item.future.cancel()
+        self._waiting.clear()
+        self._queued = 0
         self._executor.shutdown(wait=True)
 
     def run_sync(self, pairs: Sequence[EncodedPair]) -> list[float]:
@@ -98,11 +119,12 @@ class DynamicBatcher:
         if self.depth + len(pairs) > self.max_queue:
             raise Overloaded(
                 f"the server's queue is full ({self.depth} pairs waiting, limit {self.max_queue}); retry shortly",
-                retry_after=1.0,
+                retry_after=self.retry_after(len(pairs)),
             )
         loop = asyncio.get_running_loop()
         items = [_Item(p, loop.create_future()) for p in pairs]
-        self._pending.extend(items)
+        self._waiting.append(deque(items))
+        self._queued += len(items)
         self._wake.set()
         return list(await asyncio.gather(*(i.future for i in items)))
 
@@ -112,9 +134,10 @@ class DynamicBatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                # A round takes everything pending now; what arrives meanwhile forms the next round.
-                round_items, self._pending = self._pending, []
+            while self._waiting:
+                round_items = self._take_round()
+                if not round_items:
+                    continue
                 self._in_round = len(round_items)
                 try:
                     # Planning is Python work (grouping, a quadratic cut): on the inference thread, so the
@@ -135,6 +158,21 @@ class DynamicBatcher:
                 finally:
                     self._in_round = 0
 
+    def _take_round(self) -> list[_Item]:
+        """Up to ROUND_BATCHES batches' worth of pairs, one from each waiting request in turn (a request
+        whose waiters are gone gives its pairs up unscored)."""
+        cap = self.max_batch_size * ROUND_BATCHES
+        taken: list[_Item] = []
+        while self._waiting and len(taken) < cap:
+            queue = self._waiting.popleft()
+            item = queue.popleft()
+            self._queued -= 1
+            if not item.future.done():
+                taken.append(item)
+            if queue:
+                self._waiting.append(queue)
+        return taken
+
     def _plan(self, items: Sequence[_Item]) -> list[PlannedBatch]:
         return self._scorer.plan([i.pair for i in items], self.max_batch_tokens, self.max_batch_size)
 
@@ -142,7 +180,11 @@ class DynamicBatcher:
         self, loop: asyncio.AbstractEventLoop, planned: PlannedBatch, batch: list[_Item]
     ) -> None:
         try:
+            started = time.perf_counter()
             logits = await loop.run_in_executor(self._executor, self._scorer.forward, planned)
+            rate = len(batch) / max(time.perf_counter() - started, 1e-6)
+            a = THROUGHPUT_SMOOTHING if self.pairs_per_second else 1.0
+            self.pairs_per_second = a * rate + (1 - a) * self.pairs_per_second
             if len(logits) != len(batch):
                 raise RuntimeError(f"the model returned {len(logits)} scores for {len(batch)} pairs")
             self.batches_run += 1

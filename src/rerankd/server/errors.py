@@ -50,6 +50,8 @@ class NothingToRank(InvalidRequest):
     code = "empty"
 
 
+_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
 # What each error status means to a caller, for the OpenAPI document; every one has the ErrorResponse body.
 _MEANINGS = {
     400: "The request is invalid: a field, a limit, or a query too long for the model.",
@@ -162,11 +164,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(
-            exc.status_code, str(exc.detail), exc.status_code, getattr(exc, "headers", None)
-        )
+        # `code` is always a string, like every other error's (a client switches on one type).
+        code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, str(exc.detail), code, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The type and the route only: a traceback would print the request's texts (pydantic's
+        # input_value=...), and the log must never hold documents or queries.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}", "internal_error")

@@ -33,6 +33,7 @@ from rerankd.protocol import (
 )
 from rerankd.ranking import rank
 from rerankd.server.errors import NothingToRank
+from rerankd.server.sanitize import Bounds, check_document_objects
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
 from rerankd.types import RankedDocument
@@ -88,6 +89,7 @@ class ServingRerank:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits = Limits.of(state.settings)
+        self.bounds = Bounds(max_length=state.settings.max_length)
 
     async def __call__(self, req: RerankRequest, request_id: str) -> RerankResponse | TEIRanks:
         items = req.items()
@@ -97,19 +99,28 @@ class ServingRerank:
                 if req.is_tei
                 else '"documents" must not be empty: send at least one document to rank'
             )
+        self.bounds.check(instruction=req.instruction, max_chunks_per_doc=req.max_chunks_per_doc)
         self.limits.check([req.query], len(items), req.instruction)
+        check_document_objects(items)
         texts = request_texts(items, req.rank_fields)
         engine = self.state.require_engine()
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
+        max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
+        truncate = req.truncate is not False
         scored = await engine.rerank_scores(
             req.query,
-            texts,
+            self.bounds.clip(
+                texts,
+                truncate=truncate,
+                max_tokens_per_doc=max_tokens,
+                max_chunks_per_doc=req.max_chunks_per_doc,
+            ),
             instruction=req.instruction,
-            max_tokens_per_doc=req.max_tokens_per_doc or req.truncate_prompt_tokens,
+            max_tokens_per_doc=max_tokens,
             max_chunks_per_doc=req.max_chunks_per_doc,
             overlap_tokens=req.overlap_tokens,
             raw=req.wants_raw,
-            truncate=req.truncate is not False,
+            truncate=truncate,
         )
         ranked = rank(scored.scores, top_n=req.top_n)
         if req.is_tei:
@@ -134,6 +145,9 @@ class ServingScore:
 
     async def __call__(self, req: ScoreRequest, request_id: str) -> ScoreResponse:
         pairs = req.pairs()
+        Bounds(max_length=self.state.settings.max_length).check(
+            instruction=req.instruction, max_chunks_per_doc=None
+        )
         self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
         engine = self.state.require_engine()
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)

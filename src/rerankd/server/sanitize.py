@@ -1,0 +1,83 @@
+"""Client input made safe before any work: lone UTF-16 surrogates, document objects the echo cannot
+carry, and bounds on every input that multiplies work (chunks, instruction, characters to tokenize).
+
+Everything here is cheap (a regex over the body, len() of strings): it runs before tokenization."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rerankd.errors import InvalidRequest
+
+MAX_CHUNKS_PER_DOC = 64
+# A token of the supported tokenizers spans far fewer characters than this: clipping a document to
+# (tokens it may keep) x CHARS_PER_TOKEN_CAP characters never changes what the model reads.
+CHARS_PER_TOKEN_CAP = 32
+DEFAULT_MAX_INSTRUCTION_CHARS = 4_000
+
+# One pass over the JSON text: escaped backslashes are skipped as pairs, so `\\ud800` (a literal
+# backslash then "ud800") is left alone; a valid surrogate pair is kept; a lone half becomes U+FFFD.
+_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+
+
+def _fix(match: re.Match[bytes]) -> bytes:
+    text = match.group(0)
+    return text if len(text) != 6 else b"\\ufffd"  # 2: an escaped backslash; 12: a valid pair
+
+
+def replace_lone_surrogates(body: bytes) -> bytes:
+    """The JSON body with every lone surrogate escape replaced by U+FFFD: the tokenizer (and UTF-8
+    encoding of the answer) cannot take them, and a client's stray half-character is not worth a 400."""
+    if b"\\u" not in body and b"\\U" not in body:
+        return body
+    return _ESCAPES.sub(_fix, body)
+
+
+def check_document_objects(items: Sequence[str | dict[str, Any]]) -> None:
+    """A document object's `text`, when present, must be a string: it is ranked on and echoed back."""
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "text" in item and not isinstance(item["text"], str):
+            raise InvalidRequest(f"documents[{i}].text must be a string, got {type(item['text']).__name__}")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The work a request may ask for, checked on the raw request before any tokenization."""
+
+    max_length: int  # the model's tokens
+    max_instruction_chars: int = DEFAULT_MAX_INSTRUCTION_CHARS
+    max_chunks_per_doc: int = MAX_CHUNKS_PER_DOC
+
+    def check(self, *, instruction: str | None, max_chunks_per_doc: int | None) -> None:
+        if max_chunks_per_doc is not None and max_chunks_per_doc > self.max_chunks_per_doc:
+            raise InvalidRequest(
+                f"max_chunks_per_doc is {max_chunks_per_doc}, more than this server's limit of "
+                f"{self.max_chunks_per_doc}; send fewer, or split the document yourself"
+            )
+        if instruction is not None and len(instruction) > self.max_instruction_chars:
+            raise InvalidRequest(
+                f"the instruction is {len(instruction)} characters, more than this server's limit of "
+                f"{self.max_instruction_chars}; shorten the instruction"
+            )
+
+    def clip(
+        self,
+        texts: Sequence[str],
+        *,
+        truncate: bool,
+        max_tokens_per_doc: int | None = None,
+        max_chunks_per_doc: int | None = None,
+    ) -> list[str]:
+        """Texts cut to the characters the model could ever read of them, so a 100k-token document
+        truncated to 512 tokens costs a 512-token tokenization. Not when truncate is false: then the
+        full length is needed to refuse it."""
+        if not truncate:
+            return list(texts)
+        tokens = min(self.max_length, max_tokens_per_doc or self.max_length)
+        keep = tokens * max(1, max_chunks_per_doc or 1) * CHARS_PER_TOKEN_CAP
+        return [t if len(t) <= keep else t[:keep] for t in texts]

@@ -1,0 +1,182 @@
+"""Client input a fuzzer or a hostile client sends: never a 5xx, never document text in the log, no work
+before the limits, and the small protocol corners (HEAD probes, error codes, headers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from rerankd.config import BatchConfig
+from rerankd.engine.engine import RerankEngine
+from rerankd.server.app import create_app
+from rerankd.server.sanitize import MAX_CHUNKS_PER_DOC, replace_lone_surrogates
+from rerankd.server.settings import ServerSettings
+from rerankd.testing.fake import FakeScorer
+
+SECRET = "TOPSECRET-document-text"
+
+
+class RecordingScorer(FakeScorer):
+    """Records the length of every document it is asked to encode (to see what work a request costs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded_chars: list[int] = []
+
+    def encode(self, query: str, document: str, **kw: Any):  # type: ignore[no-untyped-def]
+        self.encoded_chars.append(len(document))
+        return super().encode(query, document, **kw)
+
+
+@asynccontextmanager
+async def served(scorer: FakeScorer | None = None, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    settings.setdefault("model", "fake")
+    settings.setdefault("ui", False)
+    engine = RerankEngine(scorer or FakeScorer(), BatchConfig())
+    app = create_app(ServerSettings(**settings), engine=engine)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.loading, 30)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
+            yield client
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    assert replace_lone_surrogates(rb'"a\ud800b"') == rb'"a\ufffdb"'
+    assert replace_lone_surrogates(rb'"\udc00"') == rb'"\ufffd"'
+    assert replace_lone_surrogates(rb'"\ud83d\ude00"') == rb'"\ud83d\ude00"'  # a valid pair stays
+    assert replace_lone_surrogates(rb'"\\ud800"') == rb'"\\ud800"'  # a literal backslash, then text
+    assert replace_lone_surrogates(rb'"\\\ud800"') == rb'"\\\ufffd"'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "q\\ud800", "documents": ["a\\udc00b"], "return_documents": true}',
+        '{"query": "q", "documents": ["x"], "instruction": "judge \\udbff"}',
+        '{"query": "q", "texts": ["\\ud800"], "return_text": true}',
+    ],
+)
+async def test_surrogates_are_replaced_not_500(body: str) -> None:
+    async with served() as client:
+        r = await client.post("/v1/rerank", content=body.encode())
+    assert r.status_code == 200, r.text
+    assert "\ud800" not in r.text and "\udc00" not in r.text
+
+
+async def test_non_string_text_is_a_400_naming_the_field(caplog: pytest.LogCaptureFixture) -> None:
+    body = {"query": "q", "documents": ["ok", {"text": 5, "secret": SECRET}], "return_documents": True}
+    with caplog.at_level(logging.DEBUG):
+        async with served() as client:
+            r = await client.post("/v1/rerank", json=body)
+    assert r.status_code == 400, r.text
+    assert "documents[1].text must be a string" in r.json()["error"]["message"]
+    assert SECRET not in caplog.text
+
+
+async def test_non_finite_numbers_echo_cleanly() -> None:
+    body = '{"query": "q", "documents": [{"text": "a", "x": NaN, "y": {"z": Infinity}}], "return_documents": true}'
+    async with served() as client:
+        r = await client.post("/v1/rerank", content=body.encode())
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["document"]["text"] == "a"
+
+
+async def test_unexpected_error_logs_type_and_route_only(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise ValueError(f"input_value={SECRET}")
+
+    monkeypatch.setattr("rerankd.server.serving.rerank_response", broken)
+    with caplog.at_level(logging.DEBUG):
+        async with served() as client:
+            r = await client.post("/v1/rerank", json={"query": SECRET, "documents": [SECRET]})
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert "unhandled ValueError on POST /v1/rerank" in caplog.text
+    assert SECRET not in caplog.text
+
+
+async def test_max_chunks_per_doc_is_bounded_before_tokenizing() -> None:
+    scorer = RecordingScorer()
+    async with served(scorer) as client:
+        scorer.encoded_chars.clear()
+        r = await client.post(
+            "/v1/rerank",
+            json={"query": "q", "documents": ["word " * 1000], "max_chunks_per_doc": MAX_CHUNKS_PER_DOC + 1},
+        )
+    assert r.status_code == 400
+    assert f"limit of {MAX_CHUNKS_PER_DOC}" in r.json()["error"]["message"]
+    assert scorer.encoded_chars == []
+
+
+async def test_long_instruction_has_its_own_message() -> None:
+    async with served() as client:
+        r = await client.post(
+            "/v1/rerank", json={"query": "q", "documents": ["d"], "instruction": "x" * 100_000}
+        )
+        s = await client.post("/score", json={"text_1": "q", "text_2": ["d"], "instruction": "x" * 100_000})
+    for answer in (r, s):
+        assert answer.status_code == 400, answer.text
+        assert "shorten the instruction" in answer.json()["error"]["message"]
+
+
+async def test_documents_are_clipped_before_tokenizing_when_truncated_anyway() -> None:
+    scorer = RecordingScorer()
+    huge = "word " * 200_000  # 1M characters, about 200k fake tokens, truncated to max_length anyway
+    async with served(scorer, max_length=512) as client:
+        scorer.encoded_chars.clear()
+        r = await client.post("/v1/rerank", json={"query": "q", "documents": [huge]})
+        assert r.status_code == 200
+        assert max(scorer.encoded_chars) <= 512 * 32
+        scorer.encoded_chars.clear()
+        # truncate: false needs the full length to refuse it
+        t = await client.post("/rerank", json={"query": "q", "texts": [huge], "truncate": False})
+        assert t.status_code == 400
+        assert max(scorer.encoded_chars) == len(huge)
+
+
+async def test_head_probes() -> None:
+    async with served(api_keys=("k",)) as client:
+        assert (await client.head("/health")).status_code == 200
+        assert (await client.head("/ready")).status_code == 200
+
+
+async def test_error_code_is_always_a_string() -> None:
+    async with served() as client:
+        answers = [
+            await client.get("/nope"),
+            await client.delete("/v1/rerank"),
+            await client.post("/v1/rerank", json={"query": 1}),
+        ]
+    for r in answers:
+        assert r.status_code in (400, 404, 405)
+        assert isinstance(r.json()["error"]["code"], str), r.text
+
+
+async def test_two_authorization_headers_are_refused() -> None:
+    async with served(api_keys=("good",)) as client:
+        headers = [("authorization", "Bearer bad"), ("authorization", "Bearer good")]
+        r = await client.post("/v1/rerank", json={"query": "q", "documents": ["d"]}, headers=headers)
+        ok = await client.post(
+            "/v1/rerank", json={"query": "q", "documents": ["d"]}, headers={"authorization": "Bearer good"}
+        )
+    assert r.status_code == 400
+    assert "one Authorization header" in r.json()["error"]["message"]
+    assert ok.status_code == 200
+
+
+async def test_non_ascii_request_id_is_replaced_not_double_encoded() -> None:
+    async with served() as client:
+        mine = await client.get("/health", headers={"x-request-id": "abc-123"})
+        odd = await client.get("/health", headers=[(b"x-request-id", "né-☃".encode())])
+    assert mine.headers["x-request-id"] == "abc-123"
+    echoed = odd.headers.get_list("x-request-id")
+    assert len(echoed) == 1 and echoed[0].isascii() and len(echoed[0]) == 32
