@@ -139,7 +139,7 @@ async def test_documents_are_clipped_before_tokenizing_when_truncated_anyway() -
         scorer.encoded_chars.clear()
         # truncate: false needs the full length to refuse it
         t = await client.post("/rerank", json={"query": "q", "texts": [huge], "truncate": False})
-        assert t.status_code == 400
+        assert t.status_code == 413 and t.json()["error_type"] == "Validation"  # as TEI answers it
         assert max(scorer.encoded_chars) == len(huge)
 
 

@@ -7,6 +7,7 @@ their defaults come from `rerankd.config`, so a command states none of its own. 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib.util
 from dataclasses import dataclass
@@ -179,6 +180,8 @@ def model_config(
     if smoke.is_tiny_random(model):
         prepared = prepare_model(model, device=device, served_name=served_name)
         model, served_name = prepared.path, prepared.name
+    with contextlib.suppress(ImportError):  # a missing extra is named where the model loads
+        quiet_loading()
     return ModelConfig(
         model=model,
         device=device,
