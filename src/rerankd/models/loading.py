@@ -218,9 +218,9 @@ def load_scorer(
     _check_family_fits(config, family)
     dev = resolve_device(device)
     reason = ""
-    if dtype == "auto":
-        picked, reason = auto_dtype(dev)
-        log.info("dtype auto: %s (%s)", picked, reason)
+    if dtype == "auto":  # picked once here; resolve_dtype would pick again
+        dtype, reason = auto_dtype(dev)
+        log.info("dtype auto: %s (%s)", dtype, reason)
     torch_dtype = resolve_dtype(dtype, dev)
     int8 = isinstance(dtype, str) and dtype in INT8
     dtype_name = "int8" if int8 else str(torch_dtype).removeprefix("torch.")

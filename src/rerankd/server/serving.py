@@ -142,12 +142,11 @@ class ServingScore:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits = Limits.of(state.settings)
+        self.bounds = Bounds(max_length=state.settings.max_length)
 
     async def __call__(self, req: ScoreRequest, request_id: str) -> ScoreResponse:
         pairs = req.pairs()
-        Bounds(max_length=self.state.settings.max_length).check(
-            instruction=req.instruction, max_chunks_per_doc=None
-        )
+        self.bounds.check(instruction=req.instruction, max_chunks_per_doc=None)
         self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
         engine = self.state.require_engine()
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
