@@ -13,7 +13,7 @@ from rerankd.errors import (
 )
 from rerankd.reranker import Reranker
 from rerankd.templates import DEFAULT_INSTRUCTION
-from rerankd.types import Document, RankedDocument, RerankResult, Usage
+from rerankd.types import Document, RankedDocument, RerankResult, Span, Usage
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [  # noqa: RUF022
     "RerankResult",
     "RerankdError",
     "Reranker",
+    "Span",
     "Unavailable",
     "UnsupportedModelError",
     "Usage",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rerankd.config import BatchConfig, Family, ModelConfig, load_scorer
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, score_encoded, sigmoid
 from rerankd.ranking import rank, validate_top_n
-from rerankd.types import Document, DocumentLike, RerankResult, Usage, as_document
+from rerankd.spans import DEFAULT_MAX_SPANS, SpanRequest, SpanSearch, overlap_of
+from rerankd.spans import validate as validate_spans
+from rerankd.types import Document, DocumentLike, RerankResult, Span, Usage, as_document
 
 
 class Reranker:
@@ -93,17 +96,52 @@ class Reranker:
         top_n: int | None = None,
         instruction: str | None = None,
         return_documents: bool = False,
+        return_spans: bool = False,
+        max_spans: int = DEFAULT_MAX_SPANS,
+        span_tokens: int | None = None,
     ) -> RerankResult:
-        """Documents sorted by relevance, best first; `top_n` keeps the best n (None: all)."""
+        """Documents sorted by relevance, best first; `top_n` keeps the best n (None: all).
+
+        `return_spans`: each result also carries its relevant spans (`RankedDocument.spans`, at most
+        `max_spans`, best first, from windows of `span_tokens` tokens; see docs/spans.md). Each span's
+        score is `score(query, [span.text])`; the documents' scores are the same as without."""
         validate_top_n(top_n)
+        if return_spans:
+            validate_spans(max_spans, span_tokens, self.info.max_length)
         docs: list[Document] = [as_document(d) for d in documents]
         encoded = self.encode(query, docs, instruction=instruction)
         scores = [sigmoid(x) for x in self.logits(encoded)]
-        return RerankResult(
-            results=rank(scores, docs, top_n=top_n, return_documents=return_documents),
-            model=self.info.name,
-            usage=Usage(prompt_tokens=sum(len(e) for e in encoded)),
+        results = rank(scores, docs, top_n=top_n, return_documents=return_documents)
+        tokens = sum(len(e) for e in encoded)
+        if return_spans and results:
+            found, used = self._spans(
+                query, [docs[r.index].text for r in results], instruction, max_spans, span_tokens
+            )
+            results = tuple(replace(r, spans=s) for r, s in zip(results, found, strict=True))
+            tokens += used
+        return RerankResult(results=results, model=self.info.name, usage=Usage(prompt_tokens=tokens))
+
+    def _spans(
+        self,
+        query: str,
+        texts: Sequence[str],
+        instruction: str | None,
+        max_spans: int,
+        span_tokens: int | None,
+    ) -> tuple[list[tuple[Span, ...]], int]:
+        """Each text's spans (`rerankd.spans`): windows over the tokens its score read, then merged."""
+        instr = instruction if instruction is not None else self.instruction
+        room = self.scorer.room(query, instr)
+        size = SpanRequest(max_spans, span_tokens).window_tokens(room)
+        search = SpanSearch(
+            texts,
+            lambda d: self.scorer.windows(d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=room),
+            max_spans,
         )
+        first = self.encode(query, search.windows_to_score(), instruction=instruction)
+        merged = self.encode(query, search.merged_to_score(self.logits(first)), instruction=instruction)
+        found = search.spans(self.logits(merged), sigmoid)
+        return found, sum(len(e) for e in first + merged)
 
 
 def load_reranker(config: ModelConfig, batch: BatchConfig | None = None) -> Reranker:

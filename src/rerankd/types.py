@@ -32,12 +32,26 @@ def as_document(doc: DocumentLike) -> Document:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A passage of a document that made it relevant: `text == document_text[start:end]`, with `start`
+    and `end` in code points (Python str indices) of the text as given; `score` is that text's own score
+    as a document, on the same scale as the document's."""
+
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
 class RankedDocument:
-    """One result: the document's position in the input (`index`), its score, and the document if asked."""
+    """One result: the document's position in the input (`index`), its score, and the document if asked.
+    `spans`: its relevant passages, best first, when asked for (`return_spans`); None otherwise."""
 
     index: int
     score: float
     document: Document | None = None
+    spans: tuple[Span, ...] | None = None
 
     @property
     def text(self) -> str | None:

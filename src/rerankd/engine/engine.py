@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rerankd.config import BatchConfig
@@ -15,7 +15,9 @@ from rerankd.engine.batcher import BatchObserver, DynamicBatcher
 from rerankd.engine.cache import ScoreCache
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, sigmoid
-from rerankd.ranking import max_pool
+from rerankd.ranking import max_pool, rank
+from rerankd.spans import SpanRequest, SpanSearch, overlap_of
+from rerankd.types import Span
 
 DEFAULT_OVERLAP_TOKENS = 32
 MIN_DOCUMENT_ROOM = 8  # tokens a document must at least get for its score to mean anything
@@ -31,6 +33,9 @@ class Scored:
     # Per input (document, or pair for score_pairs) that was degraded, for the answer's meta.warnings:
     cuts: tuple[Cut, ...] = ()  # cut to fit the model
     chunked: tuple[tuple[int, int], ...] = ()  # (input index, chunks) for inputs split into > 1 chunk
+    # Per input when spans were asked for: its relevant spans, best first (None: not searched, being
+    # past the request's top_n); empty when spans were not asked for.
+    spans: tuple[tuple[Span, ...] | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Engine(Protocol):
         overlap_tokens: int | None = None,
         raw: bool = False,
         truncate: bool = True,
+        spans: SpanRequest | None = None,
     ) -> Scored: ...
 
     async def score_pairs(
@@ -181,8 +187,9 @@ class RerankEngine:
         max_tokens_per_doc: int | None,
         max_chunks_per_doc: int | None,
         overlap_tokens: int | None,
-    ) -> tuple[list[EncodedPair], list[int]]:
-        """Encode pairs (blocking: run in a thread). Returns the pairs and, per pair, its document."""
+    ) -> tuple[list[EncodedPair], list[int], int]:
+        """Encode pairs (blocking: run in a thread). Returns the pairs, per pair its document, and the
+        tokens of each document the scores read (the spans are looked for there)."""
         room = self._room(query, instruction)
         instr = self._instr(instruction)
         if max_chunks_per_doc is not None and max_chunks_per_doc > 1:
@@ -202,12 +209,13 @@ class RerankEngine:
                 )
                 encoded += parts
                 owners += [i] * len(parts)
-            return encoded, owners
+            step = max(1, size - min(overlap, size // 2, size - 1))
+            return encoded, owners, size + (max_chunks_per_doc - 1) * step
         encoded = [
             self.scorer.encode(query, d, instruction=instr, max_document_tokens=max_tokens_per_doc)
             for d in documents
         ]
-        return encoded, list(range(len(documents)))
+        return encoded, list(range(len(documents))), min(room, max_tokens_per_doc or room)
 
     async def rerank_scores(
         self,
@@ -220,12 +228,14 @@ class RerankEngine:
         overlap_tokens: int | None = None,
         raw: bool = False,
         truncate: bool = True,
+        spans: SpanRequest | None = None,
     ) -> Scored:
         """Scores of `documents` for `query`, in input order. `truncate=False` refuses, before any model
-        work, an input too long for the model (TEI's `truncate: false`)."""
+        work, an input too long for the model (TEI's `truncate: false`). `spans`: also find each (top)
+        document's relevant spans, scored through the same batcher; the scores stay as without."""
         if not documents:
             return Scored([], 0, 0)
-        encoded, owners = await asyncio.to_thread(
+        encoded, owners, region = await asyncio.to_thread(
             self._prepare,
             query,
             documents,
@@ -239,7 +249,49 @@ class RerankEngine:
         logits = await self._logits(encoded)
         if len(encoded) != len(documents):
             logits = max_pool(logits, owners, len(documents))  # sigmoid is monotonic: pool log-odds
-        return _scored(encoded, logits, raw, owners)
+        scored = _scored(encoded, logits, raw, owners)
+        if spans is None:
+            return scored
+        found, tokens = await self._spans(query, documents, logits, instruction, spans, region, raw)
+        return replace(scored, spans=found, prompt_tokens=scored.prompt_tokens + tokens)
+
+    async def _spans(
+        self,
+        query: str,
+        documents: Sequence[str],
+        logits: Sequence[float],
+        instruction: str | None,
+        request: SpanRequest,
+        region: int,
+        raw: bool,
+    ) -> tuple[tuple[tuple[Span, ...] | None, ...], int]:
+        """Spans of the best `request.top_n` documents (`rerankd.spans`), and the tokens that cost.
+        Two rounds through the batcher: every window, then the merged spans."""
+        chosen = [r.index for r in rank(logits, top_n=request.top_n)]
+        instr = self._instr(instruction)
+
+        def windows() -> tuple[SpanSearch, list[EncodedPair]]:
+            size = request.window_tokens(self.scorer.room(query, instr))
+            search = SpanSearch(
+                [documents[i] for i in chosen],
+                lambda d: self.scorer.windows(
+                    d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=region
+                ),
+                request.max_spans,
+            )
+            return search, self._encode_all(query, search.windows_to_score(), instr)
+
+        search, first = await asyncio.to_thread(windows)
+        merged = search.merged_to_score(await self._logits(first))
+        second = await asyncio.to_thread(self._encode_all, query, merged, instr)
+        found = search.spans(await self._logits(second) if second else [], _as_is if raw else sigmoid)
+        out: list[tuple[Span, ...] | None] = [None] * len(documents)
+        for i, s in zip(chosen, found, strict=True):
+            out[i] = s
+        return tuple(out), sum(len(e) for e in first + second)
+
+    def _encode_all(self, query: str, texts: Sequence[str], instruction: str | None) -> list[EncodedPair]:
+        return [self.scorer.encode(query, t, instruction=instruction) for t in texts]
 
     async def score_pairs(
         self,
@@ -265,6 +317,10 @@ class RerankEngine:
         if not truncate:
             _refuse_truncated(encoded, self.info.max_length)
         return _scored(encoded, await self._logits(encoded), raw)
+
+
+def _as_is(x: float) -> float:
+    return x
 
 
 def _refuse_truncated(encoded: Sequence[EncodedPair], max_length: int) -> None:

@@ -112,6 +112,13 @@ class Scorer(Protocol):
         """Tokens left for a document once the template, instruction and query are in."""
         ...
 
+    def windows(
+        self, document: str, *, window_tokens: int, overlap_tokens: int, max_tokens: int
+    ) -> list[tuple[int, int]]:
+        """Code-point ranges into `document` of windows of `window_tokens` of its own tokens over its
+        first `max_tokens`, consecutive ones sharing `overlap_tokens` (relevant spans)."""
+        ...
+
     def plan(
         self, encoded: Sequence[EncodedPair], max_batch_tokens: int, max_batch_size: int
     ) -> list[PlannedBatch]:

@@ -21,7 +21,7 @@ import torch
 
 from rerankd.errors import InvalidRequest, UnsupportedModelError
 from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, PrefixGroup, plan_by_length
-from rerankd.models.documents import chunk_text, truncate_text
+from rerankd.models.documents import chunk_text, token_windows, truncate_text
 from rerankd.models.families import QWEN3, LLMFamily, PairEncoder, single_token
 from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
 from rerankd.templates import YesNoTemplate
@@ -150,6 +150,11 @@ class YesNoScorer:
     ) -> list[EncodedPair]:
         parts = chunk_text(self.tokenizer, document, chunk_tokens, overlap_tokens, max_chunks)
         return [self.encode(query, part, instruction=instruction) for part in parts]
+
+    def windows(
+        self, document: str, *, window_tokens: int, overlap_tokens: int, max_tokens: int
+    ) -> list[tuple[int, int]]:
+        return token_windows(self.tokenizer, document, window_tokens, overlap_tokens, max_tokens)
 
     def room(self, query: str, instruction: str | None = None) -> int:
         if self.pairs is not None:

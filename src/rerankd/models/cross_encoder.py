@@ -11,7 +11,7 @@ import torch
 
 from rerankd.errors import UnsupportedModelError
 from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, plan_by_length
-from rerankd.models.documents import chunk_text, truncate_text
+from rerankd.models.documents import chunk_text, token_windows, truncate_text
 
 
 class CrossEncoderScorer:
@@ -76,6 +76,12 @@ class CrossEncoderScorer:
         with self._lock:
             parts = chunk_text(self.tokenizer, document, chunk_tokens, overlap_tokens, max_chunks)
             return [self._encode(query, part) for part in parts]
+
+    def windows(
+        self, document: str, *, window_tokens: int, overlap_tokens: int, max_tokens: int
+    ) -> list[tuple[int, int]]:
+        with self._lock:
+            return token_windows(self.tokenizer, document, window_tokens, overlap_tokens, max_tokens)
 
     def room(self, query: str, instruction: str | None = None) -> int:
         return self.info.max_length - len(self.encode(query, ""))

@@ -45,3 +45,24 @@ def chunk_text(tokenizer: Any, text: str, chunk_tokens: int, overlap: int, max_c
             break
         start += step
     return chunks
+
+
+def token_windows(
+    tokenizer: Any, text: str, window_tokens: int, overlap: int, max_tokens: int
+) -> list[tuple[int, int]]:
+    """Character ranges of windows of `window_tokens` tokens over the first `max_tokens` tokens of
+    `text`, consecutive ones sharing `overlap`; the last window ends at the last token read. The
+    ranges come from the tokenizer's offsets, so they are code-point offsets into `text` itself."""
+    offsets = _offsets(tokenizer, text)[: max(1, max_tokens)]
+    if not offsets:
+        return []
+    size = max(1, window_tokens)
+    step = max(1, size - min(overlap, size - 1))
+    out: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end = min(start + size, len(offsets))
+        out.append((offsets[start][0], offsets[end - 1][1]))
+        if end == len(offsets):
+            return out
+        start += step

@@ -16,6 +16,7 @@ from typing import Any
 from rerankd.engine.engine import Scored
 from rerankd.errors import Overloaded, RerankdError, Unavailable
 from rerankd.models.base import ModelInfo
+from rerankd.spans import SpanRequest
 
 log = logging.getLogger("rerankd.scaleout")
 
@@ -120,6 +121,7 @@ class RemoteEngine:
         overlap_tokens: int | None = None,
         raw: bool = False,
         truncate: bool = True,
+        spans: SpanRequest | None = None,
     ) -> Scored:
         if not documents:
             return Scored([], 0, 0)
@@ -134,6 +136,7 @@ class RemoteEngine:
             overlap_tokens=overlap_tokens,
             raw=raw,
             truncate=truncate,
+            spans=spans,
         )
         return scored
 

@@ -133,6 +133,22 @@ class FakeScorer:
             start += step
         return out
 
+    def windows(
+        self, document: str, *, window_tokens: int, overlap_tokens: int, max_tokens: int
+    ) -> list[tuple[int, int]]:
+        """`models.documents.token_windows` over this scorer's words."""
+        words = [m.span() for m in _WORD.finditer(document)][: max(1, max_tokens)]
+        if not words:
+            return []
+        step = max(1, window_tokens - min(overlap_tokens, window_tokens - 1))
+        out = []
+        for start in range(0, len(words), step):
+            end = min(start + window_tokens, len(words))
+            out.append((words[start][0], words[end - 1][1]))
+            if end == len(words):
+                break
+        return out
+
     def room(self, query: str, instruction: str | None = None) -> int:
         return self.info.max_length - len(self.encode(query, "", instruction=instruction))
 
