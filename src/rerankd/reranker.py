@@ -135,7 +135,9 @@ class Reranker:
         size = SpanRequest(max_spans, span_tokens).window_tokens(room)
         search = SpanSearch(
             texts,
-            lambda d: self.scorer.windows(d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=room),
+            lambda d: self.scorer.windows(
+                d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=room
+            ),
             max_spans,
         )
         first = self.encode(query, search.windows_to_score(), instruction=instruction)

@@ -183,7 +183,12 @@ class SpanSearch:
         for doc, ws in zip(self.documents, self._windows, strict=True):
             mine = [next(it) for _ in ws]
             self._groups.append(choose(doc, ws, mine, self.max_spans))
-        return [doc[g.start : g.end] for doc, gs in zip(self.documents, self._groups, strict=True) for g in gs if g.score is None]
+        return [
+            doc[g.start : g.end]
+            for doc, gs in zip(self.documents, self._groups, strict=True)
+            for g in gs
+            if g.score is None
+        ]
 
     def spans(self, logits: Sequence[float], score: Callable[[float], float]) -> list[tuple[Span, ...]]:
         """Per document, its spans best first (ties: earlier first); `score` maps log-odds to the
@@ -191,9 +196,7 @@ class SpanSearch:
         it = iter(logits)
         out: list[tuple[Span, ...]] = []
         for doc, groups in zip(self.documents, self._groups, strict=True):
-            found = [
-                (g.start, g.end, g.score if g.score is not None else next(it)) for g in groups
-            ]
+            found = [(g.start, g.end, g.score if g.score is not None else next(it)) for g in groups]
             found.sort(key=lambda s: (-s[2], s[0]))
             out.append(tuple(Span(a, b, score(x), doc[a:b]) for a, b, x in found))
         return out

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from rerankd.errors import InvalidRequest
 from rerankd.protocol.common import (
     API_VERSION,
     _known_names,
@@ -23,6 +24,8 @@ from rerankd.protocol.common import (
     _positive_or_null,
     content_texts,
 )
+from rerankd.spans import DEFAULT_MAX_SPANS, DEFAULT_SPAN_TOKENS, MAX_SPANS, MIN_SPAN_TOKENS
+from rerankd.spans import validate as validate_spans
 
 
 class RerankRequest(_Lenient):
@@ -68,6 +71,20 @@ class RerankRequest(_Lenient):
     truncate_prompt_tokens: int | None = Field(
         default=None, description="vLLM: truncate each document to n tokens."
     )
+    return_spans: bool | None = Field(
+        default=None,
+        description="Each result also carries `spans`: the passages of the document that made it "
+        "relevant, best first (not in TEI's bare array, which has no slot for them).",
+    )
+    max_spans: int | None = Field(
+        default=None,
+        description=f"With return_spans: at most n spans per result (1 to {MAX_SPANS}; default {DEFAULT_MAX_SPANS}).",
+    )
+    span_tokens: int | None = Field(
+        default=None,
+        description=f"With return_spans: the window of document tokens spans are found with "
+        f"(at least {MIN_SPAN_TOKENS}; default {DEFAULT_SPAN_TOKENS}, or the room the query leaves if less).",
+    )
 
     @field_validator("top_n", mode="before")
     @classmethod
@@ -93,6 +110,14 @@ class RerankRequest(_Lenient):
         if v is not None and v < 0:
             raise ValueError(f"overlap_tokens must be >= 0, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _span_options(self) -> RerankRequest:
+        try:
+            validate_spans(self.max_spans, self.span_tokens)
+        except InvalidRequest as e:
+            raise ValueError(e.message) from None
+        return self
 
     @model_validator(mode="after")
     def _one_document_list(self) -> RerankRequest:
@@ -140,10 +165,23 @@ class ResultDocument(_Lenient):
     text: str
 
 
+class SpanOut(BaseModel):
+    """A relevant passage: `document_text[start:end] == text`, offsets in Unicode code points of the
+    text as sent; `score` is that text's own score as a document (same scale as relevance_score)."""
+
+    start: int
+    end: int
+    score: float
+    text: str
+
+
 class RerankResultItem(BaseModel):
     index: int
     relevance_score: float
     document: ResultDocument | None = None
+    spans: list[SpanOut] | None = Field(
+        default=None, description="With return_spans: the document's relevant spans, best first."
+    )
 
 
 class UsageOut(BaseModel):

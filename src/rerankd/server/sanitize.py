@@ -11,8 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from rerankd.errors import InvalidRequest
+from rerankd.spans import DEFAULT_SPAN_TOKENS, SpanRequest, bound_windows
+from rerankd.spans import validate as validate_spans
 
 MAX_CHUNKS_PER_DOC = 64
+# Span windows (and merged spans) one request may have scored: each is a pair the size of a short
+# document, so this bounds a spans request to about the work of 2048 short documents.
+MAX_SPAN_PAIRS = 2048
 # A token of the supported tokenizers spans far fewer characters than this: clipping a document to
 # (tokens it may keep) x CHARS_PER_TOKEN_CAP characters never changes what the model reads.
 CHARS_PER_TOKEN_CAP = 32
@@ -52,6 +57,7 @@ class Bounds:
     max_length: int  # the model's tokens
     max_instruction_chars: int = DEFAULT_MAX_INSTRUCTION_CHARS
     max_chunks_per_doc: int = MAX_CHUNKS_PER_DOC
+    max_span_pairs: int = MAX_SPAN_PAIRS
 
     def check(self, *, instruction: str | None, max_chunks_per_doc: int | None) -> None:
         if max_chunks_per_doc is not None and max_chunks_per_doc > self.max_chunks_per_doc:
@@ -63,6 +69,30 @@ class Bounds:
             raise InvalidRequest(
                 f"the instruction is {len(instruction)} characters, more than this server's limit of "
                 f"{self.max_instruction_chars}; shorten the instruction"
+            )
+
+    def check_spans(
+        self,
+        texts: Sequence[str],
+        spans: SpanRequest,
+        *,
+        max_tokens_per_doc: int | None,
+        max_chunks_per_doc: int | None,
+    ) -> None:
+        """Refuse a spans request whose windows could exceed `max_span_pairs`, counted without a
+        tokenizer (`rerankd.spans.bound_windows`: no more tokens than UTF-8 bytes, nor than the
+        tokens the scores read) over the `top_n` largest documents, plus the merged spans' rescoring."""
+        validate_spans(spans.max_spans, spans.span_tokens, self.max_length)
+        size = min(self.max_length, spans.span_tokens or DEFAULT_SPAN_TOKENS)
+        region = min(self.max_length, max_tokens_per_doc or self.max_length) * max(1, max_chunks_per_doc or 1)
+        bounds = sorted((bound_windows(t, size, region) for t in texts), reverse=True)
+        kept = bounds[: spans.top_n] if spans.top_n is not None else bounds
+        pairs = sum(kept) + len(kept) * (spans.max_spans // 2)
+        if pairs > self.max_span_pairs:
+            raise InvalidRequest(
+                f"return_spans with span_tokens={size} could score up to {pairs} windows for these "
+                f"documents, more than this server's limit of {self.max_span_pairs}; send a larger "
+                "span_tokens, a smaller top_n, or fewer or shorter documents"
             )
 
     def clip(

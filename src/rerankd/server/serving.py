@@ -25,6 +25,7 @@ from rerankd.protocol import (
     ScoreData,
     ScoreRequest,
     ScoreResponse,
+    SpanOut,
     TEIRank,
     TEIRanks,
     Tokens,
@@ -36,6 +37,7 @@ from rerankd.server.errors import NothingToRank
 from rerankd.server.sanitize import Bounds, check_document_objects
 from rerankd.server.settings import ServerSettings
 from rerankd.server.state import ServerState
+from rerankd.spans import DEFAULT_MAX_SPANS, SpanRequest
 from rerankd.types import RankedDocument
 
 SEARCH_UNIT_DOCUMENTS = 100  # Cohere bills one search unit per 100 documents
@@ -107,20 +109,24 @@ class ServingRerank:
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
         max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
         truncate = req.truncate is not False
+        clipped = self.bounds.clip(
+            texts, truncate=truncate, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
+        )
+        spans = span_request(req)
+        if spans is not None:
+            self.bounds.check_spans(
+                clipped, spans, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
+            )
         scored = await engine.rerank_scores(
             req.query,
-            self.bounds.clip(
-                texts,
-                truncate=truncate,
-                max_tokens_per_doc=max_tokens,
-                max_chunks_per_doc=req.max_chunks_per_doc,
-            ),
+            clipped,
             instruction=req.instruction,
             max_tokens_per_doc=max_tokens,
             max_chunks_per_doc=req.max_chunks_per_doc,
             overlap_tokens=req.overlap_tokens,
             raw=req.wants_raw,
             truncate=truncate,
+            spans=spans,
         )
         ranked = rank(scored.scores, top_n=req.top_n)
         if req.is_tei:
@@ -134,6 +140,14 @@ class ServingRerank:
             model=self.state.settings.model_name,
             ignored=req.ignored_fields,
         )
+
+
+def span_request(req: RerankRequest) -> SpanRequest | None:
+    """What `return_spans` asks of the engine; None when not asked, or for TEI's bare array, which has
+    no slot for spans (so none are computed)."""
+    if not req.return_spans or req.is_tei:
+        return None
+    return SpanRequest(req.max_spans or DEFAULT_MAX_SPANS, req.span_tokens, req.top_n)
 
 
 class ServingScore:
@@ -192,6 +206,7 @@ def rerank_response(
             index=r.index,
             relevance_score=r.score,
             document=None if items is None else result_document(items[r.index], texts[r.index]),
+            spans=span_items(scored, r.index),
         )
         for r in ranked
     ]
@@ -206,6 +221,13 @@ def rerank_response(
         ),
         tokens=Tokens(input_tokens=scored.prompt_tokens),
     )
+
+
+def span_items(scored: Scored, index: int) -> list[SpanOut] | None:
+    found = scored.spans[index] if scored.spans else None
+    if found is None:
+        return None
+    return [SpanOut(start=s.start, end=s.end, score=s.score, text=s.text) for s in found]
 
 
 def document_warnings(scored: Scored, ignored: Sequence[str] = ()) -> list[DocumentWarning]:
