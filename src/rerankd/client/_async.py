@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from rerankd.client._base import BaseClient, resolve_documents, validate_call
+from rerankd.client._base import BaseClient, resolve_documents, span_options, validate_call
 from rerankd.client._detect import Detection, RemoteModel, detection_steps, parse_models
 from rerankd.client._dialects import Request, SliceAnswer
 from rerankd.client._limits import AsyncLimiter
@@ -130,14 +130,19 @@ class AsyncRerankClient(BaseClient):
         top_n: int | None = None,
         instruction: str | None = None,
         return_documents: bool = False,
+        return_spans: bool = False,
+        max_spans: int | None = None,
+        span_tokens: int | None = None,
     ) -> RerankResult:
-        """Documents sorted by relevance, best first, with indices into `documents`."""
+        """Documents sorted by relevance, best first, with indices into `documents`. `return_spans`:
+        each result also carries its relevant spans (a rerankd server only; docs/spans.md)."""
         validate_call(query, top_n)
+        spans = span_options(return_spans, max_spans, span_tokens)
         docs = resolve_documents(documents)
         if not docs:
             return RerankResult(results=(), model=self.model_name)
         await self._resolve_provider()
-        answers = await self._gather(self._plan(query, docs, top_n, instruction))
+        answers = await self._gather(self._plan(query, docs, top_n, instruction, spans))
         return self._ranking(answers, docs, top_n, return_documents)
 
     async def score(

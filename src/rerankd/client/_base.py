@@ -15,6 +15,7 @@ from rerankd.client._dialects import (
     TAKES_INSTRUCTION,
     Request,
     SliceAnswer,
+    SpanOptions,
     build_rerank_request,
     parse_rerank_answer,
     wants_template,
@@ -24,6 +25,8 @@ from rerankd.client._merge import merge_ranking, merge_scores, plan_slices
 from rerankd.client._retry import RetryPolicy
 from rerankd.client.errors import BadRequestError, InvalidResponseError, error_from_response
 from rerankd.client.options import ClientOptions
+from rerankd.errors import InvalidRequest
+from rerankd.spans import validate as validate_spans
 from rerankd.types import Document, DocumentLike, RerankResult, as_document
 
 log = logging.getLogger("rerankd.client")
@@ -43,6 +46,17 @@ def validate_call(query: str, top_n: int | None) -> None:
         raise BadRequestError(f"query must be a string, got {type(query).__name__}")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
         raise BadRequestError(f"top_n must be a positive integer or None, got {top_n!r}")
+
+
+def span_options(return_spans: bool, max_spans: int | None, span_tokens: int | None) -> SpanOptions | None:
+    """The spans options of a rerank call, checked before any request (None: spans not asked for)."""
+    if not return_spans:
+        return None
+    try:
+        validate_spans(max_spans, span_tokens)
+    except InvalidRequest as e:
+        raise BadRequestError(e.message) from None
+    return SpanOptions(max_spans, span_tokens)
 
 
 class BaseClient:
@@ -135,9 +149,18 @@ class BaseClient:
             ) from None
 
     def _plan(
-        self, query: str, documents: Sequence[Document], top_n: int | None, instruction: str | None
+        self,
+        query: str,
+        documents: Sequence[Document],
+        top_n: int | None,
+        instruction: str | None,
+        spans: SpanOptions | None = None,
     ) -> list[Request]:
         provider = self.provider
+        if spans is not None and provider != "rerankd":
+            raise BadRequestError(
+                f"return_spans needs a rerankd server; this client speaks {provider!r}, which has no spans"
+            )
         template = self.templating
         unsent = instruction is not None and not template and provider not in TAKES_INSTRUCTION
         if unsent and not self._warned_instruction:
@@ -158,6 +181,7 @@ class BaseClient:
                 instruction=instruction,
                 template=template,
                 offset=start,
+                spans=spans,
             )
             for start, end in plan_slices(len(texts), self.options.max_docs_per_request)
         ]
@@ -192,4 +216,4 @@ class BaseClient:
         return merge_scores(answers, n)
 
 
-__all__ = ["BaseClient", "resolve_documents", "validate_call"]
+__all__ = ["BaseClient", "resolve_documents", "span_options", "validate_call"]

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 
 from rerankd.client.errors import InvalidResponseError, message_of
 from rerankd.templates import DEFAULT_INSTRUCTION, QWEN3_PREFIX, QWEN3_SUFFIX, is_templated
+from rerankd.types import Span
 
 Provider = Literal["auto", "rerankd", "vllm", "siliconflow", "cohere", "jina", "tei"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
@@ -82,6 +83,14 @@ class Request:
 
 
 @dataclass(frozen=True)
+class SpanOptions:
+    """`return_spans` and its options (None: the server's defaults); rerankd's dialect only."""
+
+    max_spans: int | None = None
+    span_tokens: int | None = None
+
+
+@dataclass(frozen=True)
 class SliceAnswer:
     """A parsed answer: (index, score) pairs with indices local to the request."""
 
@@ -89,6 +98,7 @@ class SliceAnswer:
     model: str | None = None
     prompt_tokens: int = 0
     warnings: tuple[dict[str, Any], ...] = ()  # meta.warnings as sent, indices local to the request
+    spans: dict[int, tuple[Span, ...]] = field(default_factory=dict)  # by local index, as sent
 
 
 def rerank_path(provider: str) -> str:
@@ -105,6 +115,7 @@ def build_rerank_request(
     instruction: str | None,
     template: bool,
     offset: int = 0,
+    spans: SpanOptions | None = None,
 ) -> Request:
     """The request for one slice of documents in `provider`'s dialect.
 
@@ -134,6 +145,14 @@ def build_rerank_request(
             body["return_documents"] = False
         if provider in TAKES_INSTRUCTION and instruction is not None and not template:
             body["instruction"] = instruction
+    if spans is not None:
+        if provider != "rerankd":
+            raise ValueError(f"return_spans needs a rerankd server; provider {provider!r} has no spans")
+        body["return_spans"] = True
+        if spans.max_spans is not None:
+            body["max_spans"] = spans.max_spans
+        if spans.span_tokens is not None:
+            body["span_tokens"] = spans.span_tokens
     return Request("POST", rerank_path(provider), body, offset=offset, n_docs=n, expected=expected)
 
 
@@ -182,6 +201,7 @@ def parse_rerank_answer(payload: Any, request: Request) -> SliceAnswer:
     if not isinstance(items, list):
         raise InvalidResponseError(f"the answer's results are not a list: {str(items)[:200]}")
     pairs: list[tuple[int, float]] = []
+    spans: dict[int, tuple[Span, ...]] = {}
     seen: set[int] = set()
     for k, item in enumerate(items):
         if not isinstance(item, dict):
@@ -198,11 +218,35 @@ def parse_rerank_answer(payload: Any, request: Request) -> SliceAnswer:
             raise InvalidResponseError(f"result {k} (document {index}) has no finite score: {item}")
         seen.add(index)
         pairs.append((index, score))
+        if item.get("spans") is not None:
+            spans[index] = _spans(item["spans"], k)
     if len(pairs) < request.expected:
         raise InvalidResponseError(
             f"the answer has {len(pairs)} results for {request.n_docs} documents; expected {request.expected}"
         )
-    return SliceAnswer(pairs, model, tokens, _warnings(payload))
+    return SliceAnswer(pairs, model, tokens, _warnings(payload), spans)
+
+
+def _spans(value: Any, k: int) -> tuple[Span, ...]:
+    """A result's spans, strictly: each {start, end, score, text} with 0 <= start <= end and text the
+    length of its range (code points)."""
+    if not isinstance(value, list):
+        raise InvalidResponseError(f"result {k} has spans that are not a list: {str(value)[:200]}")
+    out = []
+    for s in value:
+        start, end = (s.get("start"), s.get("end")) if isinstance(s, dict) else (None, None)
+        score = _number(s.get("score")) if isinstance(s, dict) else None
+        text = s.get("text") if isinstance(s, dict) else None
+        if (
+            not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
+            or score is None
+            or not isinstance(text, str)
+            or not 0 <= start <= end  # type: ignore[operator]
+            or len(text) != end - start  # type: ignore[operator]
+        ):
+            raise InvalidResponseError(f"result {k} has a malformed span: {str(s)[:200]}")
+        out.append(Span(start, end, score, text))  # type: ignore[arg-type]
+    return tuple(out)
 
 
 def _warnings(payload: Any) -> tuple[dict[str, Any], ...]:
@@ -222,6 +266,7 @@ __all__ = [
     "Provider",
     "Request",
     "SliceAnswer",
+    "SpanOptions",
     "build_rerank_request",
     "parse_rerank_answer",
     "qwen3_document",

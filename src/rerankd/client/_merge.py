@@ -41,13 +41,16 @@ def merge_ranking(
     """One ranking from every slice's answer: global indices, sorted by score (ties keep input
     order), `top_n` applied after the merge."""
     merged = [(request.offset + i, s) for request, chunk in chunks for i, s in chunk.items]
+    spans = {request.offset + i: v for request, chunk in chunks for i, v in chunk.spans.items()}
     merged.sort(key=lambda p: (-p[1], p[0]))
     if top_n is not None:
         merged = merged[:top_n]
     models = [c.model for _, c in chunks if c.model]
     return RerankResult(
         results=tuple(
-            RankedDocument(index=i, score=s, document=documents[i] if return_documents else None)
+            RankedDocument(
+                index=i, score=s, document=documents[i] if return_documents else None, spans=spans.get(i)
+            )
             for i, s in merged
         ),
         model=models[0] if models else model,
