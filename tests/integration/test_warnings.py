@@ -60,7 +60,7 @@ async def test_chunks_and_ignored_fields_are_reported(qwen3_reranker: Reranker) 
             "documents": [SHORT, LONG],
             "max_chunks_per_doc": 4,
             "max_tokens_per_doc": 64,
-            "return_spans": True,  # not a field this server reads (yet)
+            "return_highlights": True,  # not a field this server reads
         }
         answer = await post(client, body)
     codes = [(w.get("index"), w["code"]) for w in answer["meta"]["warnings"]]  # null index: omitted
@@ -68,7 +68,7 @@ async def test_chunks_and_ignored_fields_are_reported(qwen3_reranker: Reranker) 
     assert (None, "ignored_field") in codes
     chunked = next(w for w in answer["meta"]["warnings"] if w["code"] == "chunked")
     assert "split into 4 chunks" in chunked["message"]
-    assert any("'return_spans'" in w["message"] for w in answer["meta"]["warnings"])
+    assert any("'return_highlights'" in w["message"] for w in answer["meta"]["warnings"])
 
 
 async def test_the_client_exposes_them_with_global_indices(qwen3_dir: Any) -> None:
