@@ -17,6 +17,7 @@ import pytest
 
 from rerankd.templates import DEFAULT_INSTRUCTION
 from rerankd.testing.servers import RunningServer, rerankd_server, wait_until_ready
+from rerankd.ui.core import SPAN_TOKENS
 from tests.e2e.conftest import UIProcess, standalone_ui, wait_until_up
 
 pytestmark = pytest.mark.e2e
@@ -146,6 +147,49 @@ def test_rank_in_browser_matches_the_api(stack: Stack, page: Any, output_dir: Pa
     assert_same_ranking(table, api_ranking(stack.server, QUERY, DOCUMENTS), DOCUMENTS)
     assert " ms" in status and "model" in status
     assert "tiny-qwen3-reranker" in page.locator("#rr-header").inner_text()
+
+
+def test_spans_are_highlighted_when_asked(stack: Stack, page: Any, output_dir: Path) -> None:
+    """With "show relevant spans" ticked, each row's spans appear as <mark>s inside its document, at
+    the offsets the API gives; unticked, no row has any."""
+    from playwright.sync_api import expect
+
+    docs = [*DOCUMENTS[:2], ("Paris <b>not bold</b> is the capital of France & more. " * 6).strip()]
+    open_ui(page, f"{stack.server.url}/ui/")
+    fill_form(page, QUERY, docs, key=KEY)
+    rank_and_expect(page, "Ranked")
+    read_table(page, len(docs))
+    assert page.locator("#rr-results mark").count() == 0
+
+    page.locator("#rr-spans input").check()
+    rank_and_expect(page, "Ranked")
+    table = read_table(page, len(docs))
+    marks = page.locator("#rr-results mark.rr-span")
+    expect(marks.first).to_be_visible()
+    page.screenshot(path=str(output_dir / "ui-spans.png"), full_page=True)
+    # The table's text is still the document itself: the marks only wrap parts of it, escaped.
+    assert sorted(row[3] for row in table) == sorted(docs)
+    assert page.locator("#rr-results b").count() == 0
+    r = httpx.post(
+        f"{stack.server.url}/v1/rerank",
+        json={
+            "query": QUERY,
+            "documents": docs,
+            "instruction": DEFAULT_INSTRUCTION,
+            "return_spans": True,
+            "span_tokens": SPAN_TOKENS,
+        },
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+    r.raise_for_status()
+    api = r.json()["results"]
+    per_row: list[list[str]] = page.locator(ROWS).evaluate_all(
+        "rows => rows.map(r => [...r.querySelectorAll('mark.rr-span')].map(m => m.textContent))"
+    )
+    for row, want in zip(per_row, api, strict=True):
+        assert sorted(row) == sorted(s["text"] for s in want["spans"])
+    assert sum(len(row) for row in per_row) == marks.count() > 0
 
 
 def test_phone_viewport(stack: Stack, browser: Any, output_dir: Path) -> None:

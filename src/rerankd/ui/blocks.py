@@ -49,6 +49,8 @@ CSS = """
   .rr-table th, .rr-table td { padding: 6px 5px; }
 }
 .rr-table .rr-document { overflow-wrap: anywhere; }
+.rr-table mark.rr-span { background: #fde68a; color: inherit; border-radius: 3px; padding: 0 1px; }
+.dark .rr-table mark.rr-span { background: #854d0e; }
 .rr-bar { display: block; height: 4px; margin-top: 4px; border-radius: 2px; background: var(--color-accent); }
 """
 
@@ -135,6 +137,12 @@ def build_blocks(backend: Backend) -> gr.Blocks:
                     visible=backend.needs_key,
                     elem_id="rr-api-key",
                 )
+                show_spans = gr.Checkbox(
+                    label="show relevant spans",
+                    info="Highlight the passages of each document that made it relevant.",
+                    value=False,
+                    elem_id="rr-spans",
+                )
                 button = gr.Button("Rank", variant="primary", elem_id="rr-rank")
             with gr.Column(scale=6, min_width=280):
                 status = gr.HTML(
@@ -164,9 +172,11 @@ def build_blocks(backend: Backend) -> gr.Blocks:
             elem_id="rr-examples",
         )
 
-        async def rank(q: str, docs: str, instr: str, n: Any, key: str) -> tuple[Any, Any, str, str]:
+        async def rank(
+            q: str, docs: str, instr: str, n: Any, key: str, spans: bool = False
+        ) -> tuple[Any, Any, str, str]:
             try:
-                shown = await run_ranking(backend, q, docs, instr, n, key)
+                shown = await run_ranking(backend, q, docs, instr, n, key, spans=bool(spans))
             except UIError as e:  # shown in the status line, next to the button (no toast over it)
                 return "", _no_chart(), error_html(e.message), _header(backend)
             except Exception as e:  # a bug or the unexpected: say so on the page, never spin forever
@@ -188,7 +198,7 @@ def build_blocks(backend: Backend) -> gr.Blocks:
                 return gr.skip(), error_html(f"{os.path.basename(path)} holds no documents.")
             return "\n".join(docs), _status(f"Loaded <b>{len(docs)}</b> documents from {name}.", "info")
 
-        inputs = [query, documents, instruction, top_n, api_key]
+        inputs = [query, documents, instruction, top_n, api_key, show_spans]
         outputs = [table, chart, status, header]
         # The page's events are its own: the API is /v1/rerank (Gradio's API would bypass nothing, as
         # every ranking goes through the server's own checks, but one API is enough).

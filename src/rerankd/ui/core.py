@@ -44,6 +44,8 @@ __all__ = [
 
 #: Seconds a ranking may take before the page says so instead of spinning.
 DEFAULT_TIMEOUT = 120.0
+#: The page's span window: its documents are one line each, so spans of about a sentence.
+SPAN_TOKENS = 16
 #: API keys typed on the page each get their own client; past this many, the oldest is forgotten.
 MAX_CLIENTS = 32
 
@@ -70,6 +72,8 @@ class AsyncReranker(Protocol):
         *,
         top_n: int | None = None,
         instruction: str | None = None,
+        return_spans: bool = False,
+        span_tokens: int | None = None,
     ) -> RerankResult: ...
 
 
@@ -138,10 +142,15 @@ class Backend:
         instruction: str | None,
         top_n: int | None,
         api_key: str | None,
+        spans: bool = False,
     ) -> RerankResult:
         key = api_key or self.default_key
+        # return_spans only when asked: a reranker that predates spans still ranks.
+        extra: dict[str, Any] = {"return_spans": True, "span_tokens": SPAN_TOKENS} if spans else {}
         try:
-            result = await self.reranker(key).rerank(query, documents, top_n=top_n, instruction=instruction)
+            result = await self.reranker(key).rerank(
+                query, documents, top_n=top_n, instruction=instruction, **extra
+            )
         except errors.AuthenticationError as e:
             status = e.status or 401
             if key:
@@ -278,8 +287,10 @@ async def run_ranking(
     api_key: str | None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    spans: bool = False,
 ) -> Shown:
-    """Check the form, rank through the backend, time it. Raises UIError with what to tell the person."""
+    """Check the form, rank through the backend, time it. Raises UIError with what to tell the person.
+    `spans`: ask for each document's relevant spans, highlighted in the table."""
     query = (query or "").strip()
     if not query:
         raise UIError("Enter a query: the question or search the documents are ranked against.")
@@ -296,6 +307,7 @@ async def run_ranking(
                 instruction=(instruction or "").strip() or None,
                 top_n=n,
                 api_key=(api_key or "").strip() or None,
+                spans=spans,
             ),
             timeout,
         )

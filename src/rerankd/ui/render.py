@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rerankd.types import RerankResult
+from rerankd.types import RerankResult, Span
 
 HEADERS = ["rank", "score", "index", "document"]
 MAX_LABEL = 28
@@ -39,21 +39,38 @@ def error_html(message: str) -> str:
     return status_html(html.escape(message), "error")
 
 
+def highlight(text: str, spans: Sequence[Span] | None) -> str:
+    """The document as HTML, its spans inside <mark> (titled with their score), everything escaped."""
+    if not spans:
+        return html.escape(text)
+    out, at = [], 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start < at or s.end > len(text) or text[s.start : s.end] != s.text:
+            continue  # not where it says it is (or overlapping): show the text unmarked
+        out.append(html.escape(text[at : s.start]))
+        out.append(f'<mark class="rr-span" title="span score {s.score:.4f}">{html.escape(s.text)}</mark>')
+        at = s.end
+    out.append(html.escape(text[at:]))
+    return "".join(out)
+
+
 def table_html(rows: Sequence[Sequence[Any]]) -> str:
     """The ranking as a plain HTML table (rank, score, index, document): it wraps on a phone, and a
-    screen reader reads it as a table."""
+    screen reader reads it as a table. A row's optional fifth item is its spans, marked in the text."""
     if not rows:
         return ""
     head = "".join(f'<th scope="col" class="rr-{h}">{h}</th>' for h in HEADERS)
     body = []
-    for rank, score, index, text in rows:
+    for row in rows:
+        rank, score, index, text = row[:4]
+        spans = row[4] if len(row) > 4 else None
         width = max(0.0, min(1.0, float(score))) * 100
         body.append(
             "<tr>"
             f'<td class="rr-rank">{rank}</td>'
             f'<td class="rr-score">{score:.4f}<span class="rr-bar" style="width:{width:.1f}%"></span></td>'
             f'<td class="rr-index">{index}</td>'
-            f'<td class="rr-document">{html.escape(str(text))}</td>'
+            f'<td class="rr-document">{highlight(str(text), spans)}</td>'
             "</tr>"
         )
     return (
@@ -69,7 +86,9 @@ def label(index: int, text: str) -> str:
 
 
 def present(result: RerankResult, documents: Sequence[str], seconds: float) -> Shown:
-    rows = [[rank, round(r.score, 4), r.index, documents[r.index]] for rank, r in enumerate(result, 1)]
+    rows = [
+        [rank, round(r.score, 4), r.index, documents[r.index], r.spans] for rank, r in enumerate(result, 1)
+    ]
     chart = [(label(r.index, documents[r.index]), round(r.score, 4)) for r in result]
     n, shown = len(documents), len(result)
     what = f"the top <b>{shown}</b> of <b>{n}</b> documents" if shown < n else f"<b>{n}</b> documents"
