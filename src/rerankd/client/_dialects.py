@@ -234,18 +234,21 @@ def _spans(value: Any, k: int) -> tuple[Span, ...]:
         raise InvalidResponseError(f"result {k} has spans that are not a list: {str(value)[:200]}")
     out = []
     for s in value:
-        start, end = (s.get("start"), s.get("end")) if isinstance(s, dict) else (None, None)
-        score = _number(s.get("score")) if isinstance(s, dict) else None
-        text = s.get("text") if isinstance(s, dict) else None
-        if (
-            not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
-            or score is None
-            or not isinstance(text, str)
-            or not 0 <= start <= end  # type: ignore[operator]
-            or len(text) != end - start  # type: ignore[operator]
+        item = s if isinstance(s, dict) else {}
+        start, end, text = item.get("start"), item.get("end"), item.get("text")
+        score = _number(item.get("score"))
+        if not (
+            isinstance(start, int)
+            and isinstance(end, int)
+            and not isinstance(start, bool)
+            and not isinstance(end, bool)
+            and score is not None
+            and isinstance(text, str)
+            and 0 <= start <= end
+            and len(text) == end - start
         ):
             raise InvalidResponseError(f"result {k} has a malformed span: {str(s)[:200]}")
-        out.append(Span(start, end, score, text))  # type: ignore[arg-type]
+        out.append(Span(start, end, score, text))
     return tuple(out)
 
 
