@@ -246,7 +246,14 @@ async def test_limits_refuse_before_any_tokenization(
             r = await client.post("/v1/rerank", json={"query": QUERY, **body})
             assert r.status_code == 400, r.text
             assert field in r.text
+        # Spans x chunks: windows are looked for where the chunks read, so chunking multiplies them.
+        wide = ["y " * 20_000] * 4
+        cut = {"documents": wide, "return_spans": True, "span_tokens": 8, "max_tokens_per_doc": 64}
+        r = await client.post("/v1/rerank", json={"query": QUERY, **cut, "max_chunks_per_doc": 64})
+        assert r.status_code == 400 and "return_spans" in r.text, r.text
         assert counting.calls == 0, "refused before the scorer tokenized anything"
+        r = await client.post("/v1/rerank", json={"query": QUERY, **cut})
+        assert r.status_code == 200, r.text
         # The same documents fit with a larger window or a smaller top_n.
         assert (
             await client.post(
