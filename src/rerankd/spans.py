@@ -47,23 +47,21 @@ class SpanRequest:
 
 
 def validate(max_spans: int | None, span_tokens: int | None, max_length: int | None = None) -> None:
+    """The span options' bounds (None: the default); `max_length`, when known, caps `span_tokens`."""
     if max_spans is not None and (
         isinstance(max_spans, bool) or not isinstance(max_spans, int) or not 1 <= max_spans <= MAX_SPANS
     ):
         raise InvalidRequest(f"max_spans must be a whole number from 1 to {MAX_SPANS}, got {max_spans!r}")
-    if span_tokens is not None:
-        top = max_length if max_length is not None else None
-        if (
-            isinstance(span_tokens, bool)
-            or not isinstance(span_tokens, int)
-            or span_tokens < MIN_SPAN_TOKENS
-            or (top is not None and span_tokens > top)
-        ):
-            most = f" to {top}" if top is not None else " or more"
-            raise InvalidRequest(
-                f"span_tokens must be a whole number from {MIN_SPAN_TOKENS}{most} (the model's length), "
-                f"got {span_tokens!r}"
-            )
+    if span_tokens is not None and (
+        isinstance(span_tokens, bool)
+        or not isinstance(span_tokens, int)
+        or span_tokens < MIN_SPAN_TOKENS
+        or (max_length is not None and span_tokens > max_length)
+    ):
+        most = f" to {max_length} (the model's length)" if max_length is not None else " or more"
+        raise InvalidRequest(
+            f"span_tokens must be a whole number from {MIN_SPAN_TOKENS}{most}, got {span_tokens!r}"
+        )
 
 
 def overlap_of(window_tokens: int) -> int:
