@@ -252,14 +252,15 @@ class RerankEngine:
         scored = _scored(encoded, logits, raw, owners)
         if spans is None:
             return scored
-        found, tokens = await self._spans(query, documents, logits, instruction, spans, region, raw)
+        # Ranked on the answer's own scores, so the documents searched are the ones the answer keeps.
+        found, tokens = await self._spans(query, documents, scored.scores, instruction, spans, region, raw)
         return replace(scored, spans=found, prompt_tokens=scored.prompt_tokens + tokens)
 
     async def _spans(
         self,
         query: str,
         documents: Sequence[str],
-        logits: Sequence[float],
+        scores: Sequence[float],
         instruction: str | None,
         request: SpanRequest,
         region: int,
@@ -267,7 +268,7 @@ class RerankEngine:
     ) -> tuple[tuple[tuple[Span, ...] | None, ...], int]:
         """Spans of the best `request.top_n` documents (`rerankd.spans`), and the tokens that cost.
         Two rounds through the batcher: every window, then the merged spans."""
-        chosen = [r.index for r in rank(logits, top_n=request.top_n)]
+        chosen = [r.index for r in rank(scores, top_n=request.top_n)]
         instr = self._instr(instruction)
 
         def windows() -> tuple[SpanSearch, list[EncodedPair]]:
