@@ -260,7 +260,9 @@ def load_scorer(
         llm = _pick_family(config, tokenizer, asked)
         log.info("LLM reranker format: %s", llm.name)
         length = llm.default_max_length if max_length is None else max_length
-        info = ModelInfo(model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name, size)
+        info = ModelInfo(
+            model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name, size
+        )
         return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
@@ -273,6 +275,15 @@ def load_scorer(
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limits.append(getattr(config, "max_position_embeddings", max_length) - 2)
     info = ModelInfo(
-        model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning, weight_bytes=size
+        model,
+        "cross_encoder",
+        arch,
+        min(limits),
+        dtype_name,
+        str(dev),
+        False,
+        reason,
+        warning,
+        weight_bytes=size,
     )
     return CrossEncoderScorer(net, tokenizer, info=info)

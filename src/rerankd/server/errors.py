@@ -13,7 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankd.errors import InvalidRequest, ModelNotFound, Overloaded, RerankdError, RetryableError, Unavailable
+from rerankd.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    RerankdError,
+    RetryableError,
+    Unavailable,
+)
 from rerankd.protocol import ErrorResponse, TEIErrorResponse, TEIErrorType
 
 log = logging.getLogger("rerankd.server")

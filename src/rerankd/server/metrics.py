@@ -29,9 +29,7 @@ class Metrics:
         )
         self.in_flight = Gauge("rerankd_requests_in_flight", "Requests being handled", registry=r)
         model = ["model"]
-        self.queue_depth = Gauge(
-            "rerankd_queue_depth", "Pairs waiting or being scored", model, registry=r
-        )
+        self.queue_depth = Gauge("rerankd_queue_depth", "Pairs waiting or being scored", model, registry=r)
         self.batch_pairs = Histogram(
             "rerankd_batch_pairs", "Pairs per model batch", model, buckets=PAIR_BUCKETS, registry=r
         )
@@ -41,7 +39,10 @@ class Metrics:
         self.pairs_scored = Counter("rerankd_pairs_scored", "Pairs scored by the model", model, registry=r)
         self.prompt_tokens = Counter("rerankd_prompt_tokens", "Tokens read by the model", registry=r)
         self.cache_hits = Counter(
-            "rerankd_score_cache_hits", "Pairs answered from the score cache (--score-cache)", model, registry=r
+            "rerankd_score_cache_hits",
+            "Pairs answered from the score cache (--score-cache)",
+            model,
+            registry=r,
         )
         self.cache_misses = Counter(
             "rerankd_score_cache_misses",
