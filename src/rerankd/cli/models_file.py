@@ -65,11 +65,11 @@ def aligned(
 ) -> list[str | None]:
     """A per-model option for `n` models: not given (None each), given once (the same for every model,
     when `once_for_all`), or once per --model, in order. Any other count is a usage error."""
-    given = list(values or [])
+    given: list[str | None] = list(values or [])
     if not given:
         return [None] * n
     if len(given) == n:
-        return list(given)
+        return given
     if len(given) == 1 and once_for_all:
         return given * n
     allowed = f"once or {n} times" if once_for_all and n > 1 else f"{n} time{'s' if n != 1 else ''}"

@@ -53,6 +53,10 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await future
 
 
+def depth_of(engine: Engine) -> Callable[[], int]:
+    return lambda: engine.depth
+
+
 def mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
@@ -146,7 +150,7 @@ class ServerState:
                     )
                 await eng.start()
                 started.append(eng)
-                self.metrics.track_queue(name, lambda e=eng: e.depth)
+                self.metrics.track_queue(name, depth_of(eng))
                 await asyncio.to_thread(eng.warm_up)
                 self.engines[name] = eng
                 self._log_loaded(name, eng)
