@@ -290,3 +290,40 @@ async def test_unknown_model_is_404_even_while_loading() -> None:
         loading = await c.post("/v1/rerank", json={"model": "b", "query": "q", "documents": ["d"]})
     assert r.status_code == 404 and "'a', 'b'" in r.json()["message"]
     assert loading.status_code == 503
+
+
+# -- the web UI's model picker ------------------------------------------------------------------------
+
+
+async def test_the_ui_ranks_with_the_picked_model() -> None:
+    """The mounted UI's backend (the CLI's, over the app in-process) sends the picked model's name."""
+    from rerankd.cli.serve import ui_backend
+    from rerankd.ui.core import run_ranking
+
+    settings = ServerSettings(model="alpha", ui=False, models=(ModelConfig(model="beta"),))
+    app = create_app(settings, engines={"alpha": fake("alpha"), "beta": fake("beta")})
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.loading, 30)
+        backend = ui_backend(app, settings)
+        assert backend.models == ("alpha", "beta") and "<code>beta</code>" in backend.describe()
+        picked = await run_ranking(backend, "capital", "the capital\ngravity", None, None, None, "beta")
+        default = await run_ranking(backend, "capital", "the capital\ngravity", None, None, None)
+    assert "beta" in picked.status and "alpha" not in picked.status
+    assert "alpha" in default.status and "beta" not in default.status
+    assert picked.table == default.table  # the same fake scores: only the model differs
+
+
+def test_the_page_shows_the_picker_only_with_several_models() -> None:
+    pytest.importorskip("gradio")
+    from rerankd.ui.blocks import build_blocks
+    from rerankd.ui.core import Backend
+
+    def pickers(models: tuple[str, ...]) -> list[Any]:
+        backend = Backend(lambda key, model=None: None, where="x", needs_key=False, models=models)  # type: ignore[arg-type,return-value]
+        page = build_blocks(backend)
+        return [b for b in page.blocks.values() if getattr(b, "elem_id", None) == "rr-model"]
+
+    (several,) = pickers(("a", "b"))
+    assert several.visible and several.value == "a" and [c[0] for c in several.choices] == ["a", "b"]
+    (single,) = pickers(("a",))
+    assert not single.visible
