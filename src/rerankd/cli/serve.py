@@ -199,26 +199,23 @@ def serve(
         keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
     positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
     # Usage first (cheap, exit 2), then the model: nothing is resolved for a command line that is wrong.
-    scale = None
     if not ray and (replicas is not None or autoscale is not None or ray_address is not None):
         raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
-    if ray and len(entries) > 1:
-        raise fail(
-            f"--ray serves one model; {len(entries)} were given. Run one `rerankd serve --ray` per model "
-            "(each its own Ray Serve application), or serve several models without --ray",
-            EXIT_USAGE,
-        )
+    scales = None
     if ray:
         from rerankd.scaleout.scale import scale_config
 
         positive(**{"--replicas": replicas})
-        try:
-            scale = scale_config(
-                ModelConfig(model=entries[0].model, device=entries[0].device or DEVICE),
-                replicas=replicas,
-                autoscale=autoscale,
-                address=ray_address,
-            )
+        try:  # each model its own replicas; the GPUs a replica takes follow its model's device
+            scales = [
+                scale_config(
+                    ModelConfig(model=e.model, device=e.device or DEVICE),
+                    replicas=replicas,
+                    autoscale=autoscale,
+                    address=ray_address,
+                )
+                for e in entries
+            ]
         except ValueError as e:
             raise fail(str(e), EXIT_USAGE) from None
     # Extras, devices and every model's files are settled before a port is bound (one line, exit 2).
@@ -266,8 +263,8 @@ def serve(
         raise typer.Exit(run_server(settings, mounts=mounts(settings)))
     from rerankd.scaleout.serve import serve_on_ray
 
-    assert scale is not None
-    raise typer.Exit(serve_on_ray(settings, scale, mounts(settings)))
+    assert scales is not None
+    raise typer.Exit(serve_on_ray(settings, scales[0], mounts(settings), scales))
 
 
 def model_entries(
