@@ -122,7 +122,13 @@ def test_unknown_model_is_404_naming_both(two_models: RunningServer) -> None:
     assert t.json()["error_type"] == "Validation" and "'qwen'" in t.json()["error"]
 
 
-def test_v1_models_lists_both_with_their_memory(two_models: RunningServer) -> None:
+def safetensors_bytes(model_dir: Path) -> int:
+    return sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+
+
+def test_v1_models_lists_both_with_their_memory(
+    two_models: RunningServer, qwen3_dir: Path, cross_encoder_dir: Path
+) -> None:
     cards = httpx.get(f"{two_models.url}/v1/models", timeout=30).json()["data"]
     assert [c["id"] for c in cards] == ["qwen", "ce"]
     qwen, ce = cards
@@ -130,7 +136,9 @@ def test_v1_models_lists_both_with_their_memory(two_models: RunningServer) -> No
     assert ce["family"] == "cross_encoder" and ce["template"] is None
     for card in cards:
         assert card["dtype"] == "float32" and card["device"] == "cpu" and card["max_model_len"] > 0
-        assert card["weight_bytes"] > 10_000
+    # fp32 checkpoints loaded in fp32: the weights take what the files hold, less their JSON headers.
+    for card, model_dir in ((qwen, qwen3_dir), (ce, cross_encoder_dir)):
+        assert card["weight_bytes"] == pytest.approx(safetensors_bytes(model_dir), rel=0.05)
     log = two_models.log()
     for name in ("qwen", "ce"):
         assert re.search(rf"loaded: {name} \(.*MiB of weights\)", log), log
@@ -209,7 +217,7 @@ def test_models_file_follows_the_command_line(tmp_path: Path) -> None:
 
 def test_misaligned_counts_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     err = usage_error(capsys, ["a", "b"], None, ["x"], None, None)
-    assert "--served-model-name was given 1 times for 2 --model" in err and "give it 2 times" in err
+    assert "--served-model-name was given once for 2 --model" in err and "give it 2 times" in err
     err = usage_error(capsys, ["a", "b", "c"], None, None, None, ["cpu", "cpu"])
     assert "--device was given 2 times for 3 --model: give it once or 3 times" in err
 
@@ -327,3 +335,12 @@ def test_the_page_shows_the_picker_only_with_several_models() -> None:
     assert several.visible and several.value == "a" and [c[0] for c in several.choices] == ["a", "b"]
     (single,) = pickers(("a",))
     assert not single.visible
+
+
+def test_rerankd_ui_asks_the_server_for_its_models(two_models: RunningServer) -> None:
+    """`rerankd ui --url` offers the picker for a server with several models; nothing when it is down."""
+    from rerankd.cli.ui import served_models
+    from rerankd.testing.servers import free_port
+
+    assert served_models(two_models.url, None) == ["qwen", "ce"]
+    assert served_models(f"http://127.0.0.1:{free_port()}", None) == []

@@ -72,11 +72,15 @@ def aligned(
         return given
     if len(given) == 1 and once_for_all:
         return given * n
-    allowed = f"once or {n} times" if once_for_all and n > 1 else f"{n} time{'s' if n != 1 else ''}"
+    allowed = f"once or {times(n)}" if once_for_all and n > 1 else times(n)
     raise fail(
-        f"{option} was given {len(given)} times for {n} --model: give it {allowed} (one per --model, in order)",
+        f"{option} was given {times(len(given))} for {n} --model: give it {allowed} (one per --model, in order)",
         EXIT_USAGE,
     )
+
+
+def times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def read_models_file(path: Path) -> list[ModelEntry]:
