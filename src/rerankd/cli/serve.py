@@ -188,7 +188,8 @@ def serve(
         typer.Option(help="With --ray: an existing Ray cluster (default: RAY_ADDRESS, else a local one)."),
     ] = None,
 ) -> None:
-    """Serve the model over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs, vLLM's score API."""
+    """Serve one or several models over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs,
+    vLLM's score API."""
     if not ray:  # a SIGTERM while the model is checked (torch imports) exits 0, not 143
         from rerankd.server.run import EARLY_SIGNALS
 
