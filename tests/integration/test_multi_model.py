@@ -344,3 +344,21 @@ def test_rerankd_ui_asks_the_server_for_its_models(two_models: RunningServer) ->
 
     assert served_models(two_models.url, None) == ["qwen", "ce"]
     assert served_models(f"http://127.0.0.1:{free_port()}", None) == []
+
+
+async def test_a_later_model_failing_stops_the_ones_started(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        model="a", ui=False, models=(ModelConfig(model=str(tmp_path / "missing"), served_name="b"),)
+    )
+    first = fake("a")
+    app = create_app(settings, engines={"a": first})
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.loading, 30)
+        state = app.state.rerankd
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rerankd") as c:
+            r = await c.post("/v1/rerank", json={"model": "a", "query": "q", "documents": ["d"]})
+            ready = await c.get("/ready")
+    assert state.phase == "failed" and state.load_error.startswith("b: ") and state.engines == {}
+    assert first.batcher._task is None  # the first model's batcher was stopped, not left running
+    assert r.status_code == 503 and "b: " in r.json()["message"]
+    assert ready.status_code == 503 and ready.json()["error"].startswith("b: ")

@@ -131,7 +131,6 @@ class ServerState:
             ready_scorers.setdefault(first, scorer)
         if engine is not None:
             ready_engines.setdefault(first, engine)
-        started: list[Engine] = []
         name = first
         try:
             for config in configs:
@@ -148,15 +147,15 @@ class ServerState:
                         observe=functools.partial(self.metrics.observe_batch, name),
                         observe_cache=functools.partial(self.metrics.observe_cache, name),
                     )
+                # Held before it starts, so `stop` ends it whatever happens next (a failed start, a
+                # cancelled warm-up); nothing is served from it before the phase is "ready".
+                self.engines[name] = eng
                 await eng.start()
-                started.append(eng)
                 self.metrics.track_queue(name, depth_of(eng))
                 await asyncio.to_thread(eng.warm_up)
-                self.engines[name] = eng
                 self._log_loaded(name, eng)
         except Exception as e:
-            for eng in started:
-                await eng.stop()
+            await self.stop()
             self.engines.clear()
             message = f"{name}: {e}" if len(configs) > 1 else str(e)
             self.phase, self.load_error = "failed", message
