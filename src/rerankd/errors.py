@@ -21,6 +21,13 @@ class InvalidRequest(RerankdError, ValueError):
     code = "invalid_request"
 
 
+class ModelNotFound(RerankdError):
+    """The request names a model this server does not serve; the message lists the ones it does."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
 class ModelLoadError(RerankdError):
     """The model could not be found, downloaded or loaded; the message says what was tried."""
 

@@ -53,3 +53,25 @@ def test_bench_header_auto_compiled_and_a_missing_peer(qwen3_dir: Path, tmp_path
     except ImportError:
         assert "st-crossencoder: skipped (sentence-transformers is not installed)" in proc.stderr
     assert "st-crossencoder" not in rows  # the tiny model has no sentence-transformers layout either
+
+
+def test_bench_takes_several_models_side_by_side(
+    qwen3_dir: Path, tokenizer_dir: Path | None, tmp_path: Path
+) -> None:
+    from rerankd.testing.synthetic import build_qwen3_reranker
+
+    other = build_qwen3_reranker(tmp_path / "other-qwen3", tokenizer_dir=tokenizer_dir, seed=1)
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "rerankd.bench", "--model", str(qwen3_dir), "--model", str(other)]
+    cmd += ["--quick", "--workloads", "A", "--variants", "float32", "--output", str(out)]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["models"]
+    assert [r["model"] for r in runs] == [str(qwen3_dir), str(other)]
+    for run in runs:
+        assert [(r["workload"], r["variant"]) for r in run["rows"]] == [("A", "float32")]
+        assert run["weights_bytes"] > 0 and run["peaks"]
+    assert runs[0]["rows"][0]["scores"] != runs[1]["rows"][0]["scores"]  # two models, two sets of scores
+    assert proc.stdout.count("## model: ") == 2 and proc.stdout.count("| A | float32 |") == 2

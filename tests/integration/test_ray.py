@@ -266,6 +266,66 @@ def test_sigterm_drains_and_exits_zero(ray_server: RunningServer) -> None:
     assert "rerankd" not in serve.status().applications
 
 
+def test_two_models_each_with_its_own_replicas(
+    ray_address: str,
+    qwen3_dir: Path,
+    cross_encoder_dir: Path,
+    qwen3_reranker: Reranker,
+    tmp_path: Path,
+) -> None:
+    """`serve --ray` with two models: a deployment per model (Model, Model-2), the request's `model`
+    picks one, and each answers as the library does on its weights. After the drain test: the app name
+    is the same, and Serve starts afresh on this test's port."""
+    from ray import serve
+
+    serve.shutdown()  # the module's earlier server left Serve's proxy on its own port
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RERANKD_RAY_NUM_CPUS": "0.5"}
+    cmd = [sys.executable, "-m", "rerankd.cli", "serve", "--ray", "--ray-address", ray_address]
+    cmd += ["--model", str(qwen3_dir), "--model", str(cross_encoder_dir), "--served-model-name", "qwen"]
+    cmd += [
+        "--served-model-name",
+        "ce",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--no-ui",
+        "--port",
+        str(port),
+    ]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+    server = RunningServer(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        wait_until_ready(server, timeout=240)
+        deployments = serve.status().applications["rerankd"].deployments
+        assert {"Model", "Model-2"} <= set(deployments), deployments
+        cards = httpx.get(f"{server.url}/v1/models", timeout=30).json()["data"]
+        assert [(c["id"], c["family"]) for c in cards] == [("qwen", "yes_no"), ("ce", "cross_encoder")]
+        cross_encoder = Reranker.from_pretrained(str(cross_encoder_dir), device="cpu", dtype="float32")
+        for name, reference in (("qwen", qwen3_reranker), ("ce", cross_encoder)):
+            r = httpx.post(
+                f"{server.url}/v1/rerank",
+                json={"model": name, "query": "capital", "documents": DOCS},
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+            got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
+            assert [got[i] for i in range(len(DOCS))] == pytest.approx(
+                reference.score("capital", DOCS), abs=1e-5
+            )
+        r = httpx.post(
+            f"{server.url}/v1/rerank", json={"model": "x", "query": "q", "documents": ["d"]}, timeout=30
+        )
+        assert r.status_code == 404 and "'ce'" in r.json()["message"]
+        assert server.stop(signal.SIGTERM, timeout=90) == 0, server.log()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_batch_on_ray_matches_one_process_and_resumes(
     ray_address: str, tmp_path: Path, qwen3_dir: Path, qwen3_reranker: Reranker
 ) -> None:

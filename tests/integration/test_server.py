@@ -371,7 +371,8 @@ async def test_metrics_count_requests_and_pairs(qwen3_reranker: Reranker) -> Non
         await c.post("/v1/rerank", json={"query": "q", "documents": DOCS})
         text = (await c.get("/metrics")).text
     assert 'rerankd_requests_total{route="/v1/rerank",status="200"} 1.0' in text
-    assert "rerankd_pairs_scored_total" in text and "rerankd_queue_depth 0.0" in text
+    assert 'rerankd_pairs_scored_total{model="tiny-qwen3"}' in text
+    assert 'rerankd_queue_depth{model="tiny-qwen3"} 0.0' in text
 
 
 ROUTES = [

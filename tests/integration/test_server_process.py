@@ -27,9 +27,10 @@ DOCS = [
 
 
 def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
-    assert m, f"{name} not in metrics"
-    return float(m.group(1))
+    """The sample's value, summed over its labels (the engine's metrics carry a `model` label)."""
+    values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    assert values, f"{name} not in metrics"
+    return sum(float(v) for v in values)
 
 
 def test_cohere_sdk_v2_and_v1(server: RunningServer, qwen3_reranker: Reranker) -> None:

@@ -115,6 +115,16 @@ def test_serve_config_args_become_settings_and_scale(monkeypatch: pytest.MonkeyP
         settings_from_args({"model": "m", "colour": "red"})
 
 
+def test_serve_config_args_take_several_models() -> None:
+    settings, _ = settings_from_args(
+        {"model": "org/a", "models": [{"model": "org/b", "served_name": "b", "max_length": 512}]}
+    )
+    assert settings.model_names == ("org/a", "b")
+    assert settings.models == (ModelConfig(model="org/b", served_name="b", max_length=512),)
+    with pytest.raises(ValueError, match=r"args\.models must be a list"):
+        settings_from_args({"model": "org/a", "models": "org/b"})
+
+
 def test_serve_mounts_the_ui_on_both_paths_and_the_mount_pickles() -> None:
     """The same list goes to the one-process app and to the Ray ingress, which gets it pickled."""
     from rerankd.cli.serve import mount_ui, mounts

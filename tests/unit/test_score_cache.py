@@ -86,5 +86,5 @@ async def test_metrics_count_hits_and_misses() -> None:
                 r = await client.post("/v1/rerank", json={"query": "capital", "documents": DOCS})
                 assert r.status_code == 200
             text = (await client.get("/metrics")).text
-    assert "rerankd_score_cache_hits_total 4.0" in text
-    assert "rerankd_score_cache_misses_total 4.0" in text  # the warm-up bypasses the cache
+    assert 'rerankd_score_cache_hits_total{model="m"} 4.0' in text
+    assert 'rerankd_score_cache_misses_total{model="m"} 4.0' in text  # the warm-up bypasses the cache

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,8 +60,13 @@ def _reused_reference(path: Path | None, variants: list[str], quick: bool) -> li
 
 def bench(
     model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Model directory (default: build/reuse a random 0.6B)."),
+        list[Path] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model directory (default: build/reuse a random 0.6B); repeatable: each model is "
+            "benchmarked in turn in this run, with its own table.",
+        ),
     ] = None,
     workloads: Annotated[str, typer.Option(help="Comma-separated: A, B, C.")] = "A,B,C",
     variants: Annotated[
@@ -92,12 +97,12 @@ def bench(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     wl = _csv(workloads, WORKLOADS)
     vs = _csv(variants, VARIANTS)
-    model_dir = ensure_model(model or DEFAULT_MODEL_DIR, say=_say)
-    from transformers import AutoTokenizer
-
-    from rerankd.bench.machine import Limits, load_average, machine
+    dirs = list(model or [DEFAULT_MODEL_DIR])
+    if len(dirs) > 1 and reference_from is not None:
+        raise typer.BadParameter("--reference-from holds one model's reference rows: give one --model")
+    model_dirs = [ensure_model(d, say=_say) for d in dirs]
+    from rerankd.bench.machine import load_average, machine
     from rerankd.models.cpu import CpuFeatures, bf16_speedup, pick_dtype
-    from rerankd.models.loading import cpu_threads
 
     info = machine()
     typer.echo(f"machine: {info['cpu']} ({info['cores']} cores; {info['flags']}); load {info['load_before']}")
@@ -106,6 +111,49 @@ def bench(
     info |= {"features": features.as_dict(), "auto_pick": [picked, why], "bf16_gemm_x_fp32": bf16_speedup()}
     typer.echo(f"CPU features: {features.summary()}")
     typer.echo(f"dtype auto would pick: {picked} ({why})")
+    runs = []
+    for model_dir in model_dirs:
+        if len(model_dirs) > 1:
+            typer.echo(f"\n## model: {model_dir}")
+        runs.append(
+            _bench_model(
+                model_dir,
+                wl,
+                vs,
+                quick=quick,
+                max_batch_tokens=max_batch_tokens,
+                server_dtype=server_dtype,
+                clients=clients,
+                reference_from=reference_from,
+            )
+        )
+    info["load_after"] = load_average()
+    typer.echo(f"\nload {info['load_before']:.2f} -> {info['load_after']:.2f}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": info, "argv": sys.argv[1:], "quick": quick}
+        # One model: its figures at the top level, as every earlier run wrote them; several: one each.
+        payload |= runs[0] if len(runs) == 1 else {"models": runs}
+        output.write_text(json.dumps(payload, indent=1))
+
+
+def _bench_model(
+    model_dir: Path,
+    workloads: list[str],
+    variants: list[str],
+    *,
+    quick: bool,
+    max_batch_tokens: int,
+    server_dtype: str,
+    clients: int,
+    reference_from: Path | None,
+) -> dict[str, Any]:
+    """One model's run: its matmul limits, every (workload, variant) row, its table; its JSON part."""
+    from transformers import AutoTokenizer
+
+    from rerankd.bench.machine import Limits
+    from rerankd.models.loading import cpu_threads
+
     limits = Limits.measure(model_dir, cpu_threads())
     typer.echo(
         "matmul peak GFLOP/s: "
@@ -114,35 +162,28 @@ def bench(
     plan = RunPlan(
         model_dir=model_dir,
         requests=make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), quick),
-        workloads=wl,
-        variants=vs,
+        workloads=workloads,
+        variants=variants,
         limits=limits,
         max_batch_tokens=max_batch_tokens,
         server_dtype=server_dtype,
         clients=clients,
-        reused=_reused_reference(reference_from, vs, quick),
+        reused=_reused_reference(reference_from, variants, quick),
     )
     with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
         rows = run_all(plan, Path(tmp_dir), _say)
-    info["load_after"] = load_average()
     typer.echo("")
     typer.echo(markdown_table(rows))
     typer.echo(
-        f"\nweights: {limits.weights_bytes / 2**30:.2f} GiB; {limits.flops_per_token / 1e9:.2f} GFLOP/token; "
-        f"load {info['load_before']:.2f} -> {info['load_after']:.2f}"
+        f"\nweights: {limits.weights_bytes / 2**30:.2f} GiB; {limits.flops_per_token / 1e9:.2f} GFLOP/token"
     )
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "machine": info,
-            "peaks": limits.peaks,
-            "flops_per_token": limits.flops_per_token,
-            "weights_bytes": limits.weights_bytes,
-            "argv": sys.argv[1:],
-            "quick": quick,
-            "rows": [r.to_json() for r in rows],
-        }
-        output.write_text(json.dumps(payload, indent=1))
+    return {
+        "model": str(model_dir),
+        "peaks": limits.peaks,
+        "flops_per_token": limits.flops_per_token,
+        "weights_bytes": limits.weights_bytes,
+        "rows": [r.to_json() for r in rows],
+    }
 
 
 __all__ = ["bench"]

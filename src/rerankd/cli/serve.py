@@ -4,11 +4,13 @@ mounted at /ui unless --no-ui) in this process or on Ray Serve (the same mounts 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from rerankd.cli.models_file import ModelEntry, aligned, duplicate_names, read_models_file, split_models
 from rerankd.cli.options import (
     DEVICE,
     DTYPE,
@@ -18,15 +20,13 @@ from rerankd.cli.options import (
     MAX_LENGTH,
     MAX_QUEUE,
     SCORE_CACHE,
-    DeviceOpt,
-    DtypeOpt,
+    FamilyChoice,
     FamilyOpt,
     InstructionOpt,
     MaxBatchSizeOpt,
     MaxBatchTokensOpt,
     MaxLengthOpt,
     MaxQueueOpt,
-    ModelOpt,
     ScoreCacheOpt,
     TemplateOpt,
     TrustRemoteCodeOpt,
@@ -37,7 +37,7 @@ from rerankd.cli.options import (
     positive,
     prepare_model,
 )
-from rerankd.config import ModelConfig
+from rerankd.config import DEVICE_HELP, DTYPE_CHOICES, ModelConfig
 from rerankd.server.settings import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HOST,
@@ -77,6 +77,7 @@ def ui_backend(app: FastAPI, settings: ServerSettings) -> Backend:
         needs_key=bool(settings.api_keys),
         where="this server",
         model=settings.model_name,
+        models=settings.model_names,
         default_instruction=settings.instruction,
     )
 
@@ -93,8 +94,30 @@ def mounts(settings: ServerSettings) -> list[Mount]:
     return [mount_ui] if settings.ui else []
 
 
+ServeModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local directory of a model (repeatable: one engine per model; a request's "
+        "`model` picks one, the first when absent; comma-separated in RERANKD_MODEL).",
+        envvar="RERANKD_MODEL",
+    ),
+]
+PER_MODEL = "once for every model, or once per --model in order"
+
+
 def serve(
-    model: ModelOpt,
+    model: ServeModelOpt = None,
+    models_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-file",
+            help="TOML file of [[model]] tables (model, served_name, dtype, device, max_length, family, "
+            "template, instruction, trust_remote_code), served after any --model.",
+            envvar="RERANKD_MODELS_FILE",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(envvar="RERANKD_HOST")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(envvar="RERANKD_PORT")] = DEFAULT_PORT,
     api_key: Annotated[
@@ -109,10 +132,23 @@ def serve(
         Path | None,
         typer.Option(help="File of accepted API keys, one per line.", envvar="RERANKD_API_KEY_FILE"),
     ] = None,
-    served_model_name: Annotated[str | None, typer.Option(envvar="RERANKD_SERVED_MODEL_NAME")] = None,
+    served_model_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The name clients see (default: the --model value); once per --model, in order.",
+            envvar="RERANKD_SERVED_MODEL_NAME",
+        ),
+    ] = None,
     instruction: InstructionOpt = None,
-    device: DeviceOpt = DEVICE,
-    dtype: DtypeOpt = DTYPE,
+    device: Annotated[
+        list[str] | None, typer.Option(help=f"{DEVICE_HELP}; {PER_MODEL}.", envvar="RERANKD_DEVICE")
+    ] = None,
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"{', '.join(DTYPE_CHOICES)} (int8: CPU only); {PER_MODEL}.", envvar="RERANKD_DTYPE"
+        ),
+    ] = None,
     max_length: MaxLengthOpt = MAX_LENGTH,
     family: FamilyOpt = None,
     template: TemplateOpt = None,
@@ -152,52 +188,66 @@ def serve(
         typer.Option(help="With --ray: an existing Ray cluster (default: RAY_ADDRESS, else a local one)."),
     ] = None,
 ) -> None:
-    """Serve the model over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs, vLLM's score API."""
+    """Serve one or several models over HTTP: Cohere, Jina, SiliconFlow, vLLM and TEI rerank APIs,
+    vLLM's score API."""
     if not ray:  # a SIGTERM while the model is checked (torch imports) exits 0, not 143
         from rerankd.server.run import EARLY_SIGNALS
 
         EARLY_SIGNALS.install()
-    if not model:
-        raise fail("pass --model (a hub id, a local model directory, or tiny-random)", EXIT_USAGE)
+    entries = model_entries(model, models_file, served_model_name, dtype, device)
     keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]
     if api_key_file is not None:
         keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
     positive(**{"--max-docs-per-request": max_docs_per_request, "--port": port})
     # Usage first (cheap, exit 2), then the model: nothing is resolved for a command line that is wrong.
-    scale = None
     if not ray and (replicas is not None or autoscale is not None or ray_address is not None):
         raise fail("--replicas, --autoscale and --ray-address need --ray", EXIT_USAGE)
+    scales = None
     if ray:
         from rerankd.scaleout.scale import scale_config
 
         positive(**{"--replicas": replicas})
-        try:
-            scale = scale_config(
-                ModelConfig(model=model, device=device),
-                replicas=replicas,
-                autoscale=autoscale,
-                address=ray_address,
-            )
+        try:  # each model its own replicas; the GPUs a replica takes follow its model's device
+            scales = [
+                scale_config(
+                    ModelConfig(model=e.model, device=e.device or DEVICE),
+                    replicas=replicas,
+                    autoscale=autoscale,
+                    address=ray_address,
+                )
+                for e in entries
+            ]
         except ValueError as e:
             raise fail(str(e), EXIT_USAGE) from None
-    # Extras, device and the model's files are settled before a port is bound (one line, exit 2).
-    prepared = prepare_model(
-        model, device=device, served_name=served_model_name, extras=("server", "ray") if ray else ("server",)
-    )
-    model, served_model_name = prepared.path, prepared.name
+    # Extras, devices and every model's files are settled before a port is bound (one line, exit 2).
+    configs = []
+    for entry in entries:
+        entry_device = entry.device or DEVICE
+        prepared = prepare_model(
+            entry.model,
+            device=entry_device,
+            served_name=entry.served_name,
+            extras=("server", "ray") if ray else ("server",),
+        )
+        configs.append(
+            model_config(
+                prepared.path,
+                device=entry_device,
+                dtype=entry.dtype or DTYPE,
+                max_length=entry.max_length if entry.max_length is not None else max_length,
+                instruction=entry.instruction if entry.instruction is not None else instruction,
+                family=FamilyChoice(entry.family) if entry.family else family,
+                template=entry.template if entry.template is not None else template,
+                trust_remote_code=(
+                    trust_remote_code if entry.trust_remote_code is None else entry.trust_remote_code
+                ),
+                served_name=prepared.name,
+            )
+        )
     settings = ServerSettings.of(
-        model_config(
-            model,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            instruction=instruction,
-            family=family,
-            template=template,
-            trust_remote_code=trust_remote_code,
-            served_name=served_model_name,
-        ),
+        configs[0],
         batch_config(max_batch_tokens, max_batch_size, max_queue, score_cache),
+        models=tuple(configs[1:]),
         host=host,
         port=port,
         api_keys=tuple(keys),
@@ -214,8 +264,51 @@ def serve(
         raise typer.Exit(run_server(settings, mounts=mounts(settings)))
     from rerankd.scaleout.serve import serve_on_ray
 
-    assert scale is not None
-    raise typer.Exit(serve_on_ray(settings, scale, mounts(settings)))
+    assert scales is not None
+    raise typer.Exit(serve_on_ray(settings, scales[0], mounts(settings), scales))
+
+
+def model_entries(
+    models: list[str] | None,
+    models_file: Path | None,
+    served_names: list[str] | None,
+    dtypes: list[str] | None,
+    devices: list[str] | None,
+) -> list[ModelEntry]:
+    """The models to serve, in order: each --model (with its aligned options), then the file's. A
+    shared --dtype/--device (given once) is every model's default, the file's included; names must
+    be unique, since a request picks its model by name."""
+    given = split_models(models)
+    from_file = read_models_file(models_file) if models_file is not None else []
+    if not given and not from_file:
+        raise fail(
+            "pass --model (a hub id, a local model directory, or tiny-random) or --models-file", EXIT_USAGE
+        )
+    n = len(given)
+    if not given and (served_names or (dtypes and len(dtypes) > 1) or (devices and len(devices) > 1)):
+        raise fail("--served-model-name, and a --dtype or --device per model, need --model", EXIT_USAGE)
+    names = aligned(served_names, n, "--served-model-name", once_for_all=False)
+    dts = aligned(dtypes, n, "--dtype")
+    devs = aligned(devices, n, "--device")
+    shared_dtype = dtypes[0] if dtypes and len(dtypes) == 1 else None
+    shared_device = devices[0] if devices and len(devices) == 1 else None
+    entries = [
+        ModelEntry(model=m, served_name=name, dtype=dt, device=dev)
+        for m, name, dt, dev in zip(given, names, dts, devs, strict=True)
+    ] + [replace(e, dtype=e.dtype or shared_dtype, device=e.device or shared_device) for e in from_file]
+    from rerankd import smoke
+
+    served = [
+        e.served_name or (smoke.SERVED_NAME if smoke.is_tiny_random(e.model) else e.model) for e in entries
+    ]
+    twice = duplicate_names(served)
+    if twice:
+        raise fail(
+            f"two models would both be served as {', '.join(repr(t) for t in twice)}: a request picks its "
+            "model by name, so give each a distinct --served-model-name (or served_name in --models-file)",
+            EXIT_USAGE,
+        )
+    return entries
 
 
 def app_builder(args: Mapping[str, Any]) -> Any:

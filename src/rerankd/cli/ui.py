@@ -10,6 +10,19 @@ import typer
 from rerankd.cli.options import EXIT_USAGE, TimeoutOpt, check_url, err, fail
 
 
+def served_models(url: str, api_key: str | None) -> list[str]:
+    """The server's models for the page's picker, asked once at start; none (no picker) when the
+    server is not up yet, wants a key the page will ask for, or lists no models."""
+    from rerankd.client import RerankClient
+    from rerankd.client.errors import ClientError
+
+    try:
+        with RerankClient(url, api_key=api_key, timeout=5.0, max_retries=0) as client:
+            return [m.id for m in client.models()]
+    except ClientError:
+        return []
+
+
 def ui_command(
     url: Annotated[
         str,
@@ -36,7 +49,11 @@ def ui_command(
     from rerankd.ui.core import client_backend
 
     backend = client_backend(
-        url, api_key=api_key or None, timeout=timeout, key_hint=" (or start `rerankd ui` with --api-key)"
+        url,
+        api_key=api_key or None,
+        timeout=timeout,
+        models=served_models(url, api_key or None),
+        key_hint=" (or start `rerankd ui` with --api-key)",
     )
     err.print(f"rerankd UI for {backend.where} on http://{host}:{port}/", markup=False)
     page = build_blocks(backend)

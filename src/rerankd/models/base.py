@@ -28,6 +28,7 @@ class ModelInfo:
     dtype_reason: str = ""  # why dtype "auto" picked this dtype (empty when the dtype was asked for)
     warning: str | None = None  # e.g. a random-weight smoke-test model
     template: str | None = None  # the LLM reranker format (rerankd.models.families); None: cross-encoder
+    weight_bytes: int = 0  # the loaded weights' memory (parameters and buffers, tied ones once); 0: unknown
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from rerankd.models.precision import (  # resolve_dtype: also imported from here
     quantize_int8,
     resolve_dtype,
     stored_dtype,
+    weight_bytes,
 )
 
 log = logging.getLogger("rerankd.models")
@@ -252,13 +253,16 @@ def load_scorer(
         maybe_compile(net, os.environ.get("RERANKD_COMPILE", "off"))
     arch = (getattr(config, "architectures", None) or [type(net).__name__])[0]
     warning = _smoke_warning(source)
+    size = weight_bytes(net)
     if family == "yes_no":
         from rerankd.models.causal_lm import YesNoScorer
 
         llm = _pick_family(config, tokenizer, asked)
         log.info("LLM reranker format: %s", llm.name)
         length = llm.default_max_length if max_length is None else max_length
-        info = ModelInfo(model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name)
+        info = ModelInfo(
+            model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name, size
+        )
         return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
@@ -270,5 +274,16 @@ def load_scorer(
     # Absolute position embeddings may reserve slots (RoBERTa's padding offset); stay inside them.
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limits.append(getattr(config, "max_position_embeddings", max_length) - 2)
-    info = ModelInfo(model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning)
+    info = ModelInfo(
+        model,
+        "cross_encoder",
+        arch,
+        min(limits),
+        dtype_name,
+        str(dev),
+        False,
+        reason,
+        warning,
+        weight_bytes=size,
+    )
     return CrossEncoderScorer(net, tokenizer, info=info)

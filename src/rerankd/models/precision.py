@@ -169,3 +169,28 @@ def stored_dtype(config: Any) -> torch.dtype | None:
     if isinstance(value, str) and value in _DTYPES:
         return _DTYPES[value]
     return None
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes the module's weights take: parameters, buffers and int8 packed weights (which live in
+    the state dict only), a tensor shared by several names (tied embeddings) counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def add(t: torch.Tensor) -> None:
+        nonlocal total
+        if t.is_quantized:
+            size = t.numel() * t.element_size()
+            key = (id(t), size)
+        else:
+            size = t.untyped_storage().nbytes()
+            key = (t.untyped_storage().data_ptr(), size)
+        if key not in seen:
+            seen.add(key)
+            total += size
+
+    for value in module.state_dict(keep_vars=True).values():
+        for t in value if isinstance(value, tuple) else (value,):
+            if isinstance(t, torch.Tensor):
+                add(t)
+    return total

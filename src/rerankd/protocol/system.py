@@ -25,6 +25,9 @@ class ModelCard(BaseModel):
     dtype: str
     dtype_reason: str | None = Field(default=None, description='Why dtype "auto" picked this dtype.')
     device: str
+    weight_bytes: int | None = Field(
+        default=None, description="Memory the loaded weights take, in bytes (parameters and buffers)."
+    )
     warning: str | None = Field(default=None, description="Set for a random-weight smoke-test model.")
 
 

@@ -82,12 +82,16 @@ class _OneRequestIdHeader:
 
 
 class IngressServer:
-    """The HTTP front: the single-process app, with the same `mounts`, over a RemoteEngine. Also
-    answers `drain` and `idle` (handle calls from the driver on SIGTERM)."""
+    """The HTTP front: the single-process app, with the same `mounts`, over one RemoteEngine per
+    served model (`model`: the first's deployment handle, `more_models` the others', in served order).
+    Also answers `drain` and `idle` (handle calls from the driver on SIGTERM)."""
 
-    def __init__(self, settings: ServerSettings, model: Any, mounts: Sequence[Mount] = ()) -> None:
+    def __init__(
+        self, settings: ServerSettings, model: Any, mounts: Sequence[Mount] = (), *more_models: Any
+    ) -> None:
         self.settings = settings
         self.model = model
+        self.more_models = more_models
         self.mounts = tuple(mounts)
         self.state: Any = None
 
@@ -97,8 +101,12 @@ class IngressServer:
         from rerankd.scaleout.remote import RemoteEngine
         from rerankd.server.app import create_app
 
-        engine = RemoteEngine(self.model, retry_after=self.settings.retry_after)
-        app = create_app(self.settings, engine=engine, mounts=self.mounts)
+        handles = (self.model, *self.more_models)
+        engines = {
+            name: RemoteEngine(handle, retry_after=self.settings.retry_after)
+            for name, handle in zip(self.settings.model_names, handles, strict=True)
+        }
+        app = create_app(self.settings, engines=engines, mounts=self.mounts)
         self.state = app.state.rerankd
         answered = Counter(
             "rerankd_replica_requests",
@@ -106,7 +114,8 @@ class IngressServer:
             ["replica"],
             registry=self.state.metrics.registry,
         )
-        engine.on_answer = lambda replica: answered.labels(replica).inc()
+        for engine in engines.values():
+            engine.on_answer = lambda replica: answered.labels(replica).inc()
         app.add_middleware(_OneRequestIdHeader)
         return app
 

@@ -18,6 +18,7 @@ from dataclasses import fields
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from rerankd.config import ModelConfig
 from rerankd.scaleout.scale import ScaleConfig, scale_config
 from rerankd.server.settings import ServerSettings
 
@@ -31,24 +32,43 @@ APP_NAME = "rerankd"
 INGRESS_MAX_ONGOING_REQUESTS = 2048
 
 
-def build_application(settings: ServerSettings, scale: ScaleConfig, mounts: Sequence[Mount] = ()) -> Any:
-    """The Ray Serve application, ready for `serve.run`: Ingress(settings, Model(model, batch), mounts).
-    Each model replica gets the settings' ModelConfig and BatchConfig; the ingress serves the
-    single-process app with `mounts` (the CLI passes the web UI's) over the replicas. A mount must be
-    picklable (a module-level function): it travels to the ingress replica."""
+def model_deployment(index: int) -> str:
+    """The deployment of the index-th served model: "Model" for the first, "Model-2", "Model-3"..."""
+    return "Model" if index == 0 else f"Model-{index + 1}"
+
+
+def build_application(
+    settings: ServerSettings,
+    scale: ScaleConfig,
+    mounts: Sequence[Mount] = (),
+    scales: Sequence[ScaleConfig] | None = None,
+) -> Any:
+    """The Ray Serve application, ready for `serve.run`: Ingress(settings, Model(model, batch), mounts),
+    with one model deployment per served model (`model_deployment`), each with its replicas.
+    Each model replica gets its ModelConfig and the BatchConfig; the ingress serves the single-process
+    app with `mounts` (the CLI passes the web UI's) over the replicas. `scales`: each model's shape
+    (its GPUs follow its device); `scale` for every model when None. A mount must be picklable (a
+    module-level function): it travels to the ingress replica."""
     from rerankd.scaleout.deployments import Ingress, Model
 
     shutdown = settings.drain_timeout
-    model = Model.options(**scale.model_options(shutdown)).bind(
-        settings.model_config(), settings.batch_config()
-    )
+    configs = settings.model_configs()
+    shapes = list(scales) if scales is not None else [scale] * len(configs)
+    if len(shapes) != len(configs):
+        raise ValueError(f"{len(shapes)} scale configs for {len(configs)} models")
+    models = [
+        Model.options(name=model_deployment(i), **shape.model_options(shutdown)).bind(
+            config, settings.batch_config()
+        )
+        for i, (config, shape) in enumerate(zip(configs, shapes, strict=True))
+    ]
     ingress = Ingress.options(
         num_replicas=1,
         max_ongoing_requests=INGRESS_MAX_ONGOING_REQUESTS,
         ray_actor_options={"num_cpus": 0},
         graceful_shutdown_timeout_s=shutdown,
     )
-    return ingress.bind(settings, model, tuple(mounts))
+    return ingress.bind(settings, models[0], tuple(mounts), *models[1:])
 
 
 _SETTING_FIELDS = {f.name: f for f in fields(ServerSettings)}
@@ -64,7 +84,8 @@ SCALE_ARGS = (
 
 def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleConfig]:
     """A Serve config file's `args` as ServerSettings and ScaleConfig: any ServerSettings field (model,
-    api_keys as a list or a comma-separated string, max_batch_tokens...) plus the SCALE_ARGS
+    api_keys as a list or a comma-separated string, max_batch_tokens, `models`: a list of tables with
+    ModelConfig's fields for the models served after `model`...) plus the SCALE_ARGS
     (autoscale as 'MIN:MAX'). API keys also come from RERANKD_API_KEY (comma-separated), so a
     Kubernetes secret can hold them; the model from RERANKD_MODEL."""
     args = dict(args)
@@ -77,6 +98,10 @@ def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleCo
     if "model" not in args:
         raise ValueError("args.model (or RERANKD_MODEL) is required")
     keys = args.pop("api_keys", None) or os.environ.get("RERANKD_API_KEY", "")
+    extra = args.pop("models", None) or ()
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(m, (dict, ModelConfig)) for m in extra):
+        raise ValueError("args.models must be a list of model tables (model, served_name, dtype, device...)")
+    models = tuple(m if isinstance(m, ModelConfig) else ModelConfig(**m) for m in extra)
     if isinstance(keys, str):
         keys = [k.strip() for k in keys.split(",") if k.strip()]
     settings_args: dict[str, Any] = {}
@@ -87,7 +112,7 @@ def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleCo
         elif kind == "bool" and isinstance(value, str):
             value = value.lower() in ("1", "true", "yes")
         settings_args[name] = value
-    settings = ServerSettings(api_keys=tuple(keys), **settings_args)
+    settings = ServerSettings(api_keys=tuple(keys), models=models, **settings_args)
     autoscale = scale_args.pop("autoscale", None)
     scale = scale_config(
         settings.model_config(), autoscale=str(autoscale) if autoscale else None, **scale_args
@@ -136,7 +161,12 @@ def drain(ingress: Any, timeout: float, hurry: threading.Event) -> None:
         log.warning("could not drain the ingress: %s", e)
 
 
-def serve_on_ray(settings: ServerSettings, scale: ScaleConfig, mounts: Sequence[Mount] = ()) -> int:
+def serve_on_ray(
+    settings: ServerSettings,
+    scale: ScaleConfig,
+    mounts: Sequence[Mount] = (),
+    scales: Sequence[ScaleConfig] | None = None,
+) -> int:
     """Deploy, serve until SIGTERM/SIGINT, drain, shut Serve down. Exit code: 0 after a clean drain, 1
     if Ray or the deployment failed, 2 when Ray Serve is not installed."""
     from rerankd.server.run import configure_logging
@@ -155,7 +185,7 @@ def serve_on_ray(settings: ServerSettings, scale: ScaleConfig, mounts: Sequence[
     try:
         connect_ray(scale.address)
         serve.start(http_options={"host": settings.host, "port": settings.port})
-        application = build_application(settings, scale, mounts)
+        application = build_application(settings, scale, mounts, scales)
         ingress = serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     except Exception as e:
         print(f"error: could not deploy on Ray: {type(e).__name__}: {e}", file=sys.stderr)
@@ -164,7 +194,7 @@ def serve_on_ray(settings: ServerSettings, scale: ScaleConfig, mounts: Sequence[
     signals.install()  # after ray.init, which installs handlers of its own
     log.info(
         "serving %s on http://%s:%d with Ray Serve (%s, %g CPU / %g GPU each)",
-        settings.model_name,
+        ", ".join(settings.model_names),
         settings.host,
         settings.port,
         scale.shape,

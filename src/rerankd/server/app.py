@@ -6,7 +6,7 @@ The app knows nothing of the web UI: whoever wires the pieces (the CLI) passes i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -41,10 +41,14 @@ def create_app(
     engine: Engine | None = None,
     scorer: Scorer | None = None,
     reranker: Reranker | None = None,
+    engines: Mapping[str, Engine] | None = None,
+    scorers: Mapping[str, Scorer] | None = None,
     mounts: Sequence[Mount] = (),
 ) -> FastAPI:
     """`engine`: a ready-made engine (remote replicas); `scorer` (or a `reranker`'s): an already loaded
-    model (tests, embedding), served through an engine over it; otherwise `settings.model` is loaded."""
+    model (tests, embedding), served through an engine over it; otherwise `settings.model` is loaded.
+    These are the first model's; `engines`/`scorers` give any served model's by its served name
+    (`settings.model_names`), and the models given neither are loaded."""
     state = ServerState(settings)
     if reranker is not None:
         scorer = reranker.scorer
@@ -53,7 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(state.start(scorer, engine))
+        loading = asyncio.create_task(state.start(scorer, engine, scorers=scorers, engines=engines))
         app.state.loading = loading
         try:
             yield

@@ -13,7 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerankd.errors import InvalidRequest, Overloaded, RerankdError, RetryableError, Unavailable
+from rerankd.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    Overloaded,
+    RerankdError,
+    RetryableError,
+    Unavailable,
+)
 from rerankd.protocol import ErrorResponse, TEIErrorResponse, TEIErrorType
 
 log = logging.getLogger("rerankd.server")
@@ -56,6 +63,7 @@ _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 _MEANINGS = {
     400: "The request is invalid: a field, a limit, or a query too long for the model.",
     401: "Missing or wrong API key (`Authorization: Bearer <key>`).",
+    404: "The request's `model` is not served here (a server with several models); the message lists them.",
     413: "The request body is larger than the server's limit.",
     429: "The queue is full; retry after Retry-After seconds.",
     503: "The model is loading, failed to load, or the server is shutting down; retry after Retry-After.",
@@ -99,17 +107,19 @@ def tei_error_type(exc: RerankdError) -> TEIErrorType:
         return "Overloaded"
     if isinstance(exc, Unavailable):
         return "Unhealthy"
-    if isinstance(exc, InvalidRequest):
+    if isinstance(exc, (InvalidRequest, ModelNotFound)):
         return "Validation"
     return "Backend"
 
 
 def tei_error_response(exc: RerankdError) -> JSONResponse:
-    """A rerankd error in TEI's body, with TEI's status for its type (Retry-After kept: it only helps)."""
+    """A rerankd error in TEI's body, with TEI's status for its type (Retry-After kept: it only helps).
+    An unknown model keeps its 404: TEI serves one model and has no status for it."""
     kind = tei_error_type(exc)
     headers = {"Retry-After": retry_after(exc.retry_after)} if isinstance(exc, RetryableError) else None
     body = TEIErrorResponse(error=exc.message, error_type=kind).model_dump()
-    return JSONResponse(body, status_code=TEI_STATUS[kind], headers=headers)
+    status = exc.status_code if isinstance(exc, ModelNotFound) else TEI_STATUS[kind]
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def retry_after(seconds: float) -> str:

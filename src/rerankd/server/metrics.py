@@ -1,4 +1,6 @@
-"""Prometheus metrics, on a registry of the app's own (several apps can live in one process)."""
+"""Prometheus metrics, on a registry of the app's own (several apps can live in one process). The
+per-request metrics are labelled by route; what each model's engine does (queue, batches, pairs, score
+cache) by `model`, the served name, so a server with several models tells them apart."""
 
 from __future__ import annotations
 
@@ -26,33 +28,40 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("rerankd_requests_in_flight", "Requests being handled", registry=r)
-        self.queue_depth = Gauge("rerankd_queue_depth", "Pairs waiting or being scored", registry=r)
+        model = ["model"]
+        self.queue_depth = Gauge("rerankd_queue_depth", "Pairs waiting or being scored", model, registry=r)
         self.batch_pairs = Histogram(
-            "rerankd_batch_pairs", "Pairs per model batch", buckets=PAIR_BUCKETS, registry=r
+            "rerankd_batch_pairs", "Pairs per model batch", model, buckets=PAIR_BUCKETS, registry=r
         )
         self.batch_tokens = Histogram(
-            "rerankd_batch_tokens", "Padded tokens per model batch", buckets=TOKEN_BUCKETS, registry=r
+            "rerankd_batch_tokens", "Padded tokens per model batch", model, buckets=TOKEN_BUCKETS, registry=r
         )
-        self.pairs_scored = Counter("rerankd_pairs_scored", "Pairs scored by the model", registry=r)
+        self.pairs_scored = Counter("rerankd_pairs_scored", "Pairs scored by the model", model, registry=r)
         self.prompt_tokens = Counter("rerankd_prompt_tokens", "Tokens read by the model", registry=r)
         self.cache_hits = Counter(
-            "rerankd_score_cache_hits", "Pairs answered from the score cache (--score-cache)", registry=r
+            "rerankd_score_cache_hits",
+            "Pairs answered from the score cache (--score-cache)",
+            model,
+            registry=r,
         )
         self.cache_misses = Counter(
-            "rerankd_score_cache_misses", "Pairs the score cache did not hold (--score-cache)", registry=r
+            "rerankd_score_cache_misses",
+            "Pairs the score cache did not hold (--score-cache)",
+            model,
+            registry=r,
         )
 
-    def observe_batch(self, pairs: int, tokens: int) -> None:
-        self.batch_pairs.observe(pairs)
-        self.batch_tokens.observe(tokens)
-        self.pairs_scored.inc(pairs)
+    def observe_batch(self, model: str, pairs: int, tokens: int) -> None:
+        self.batch_pairs.labels(model).observe(pairs)
+        self.batch_tokens.labels(model).observe(tokens)
+        self.pairs_scored.labels(model).inc(pairs)
 
-    def observe_cache(self, hits: int, misses: int) -> None:
-        self.cache_hits.inc(hits)
-        self.cache_misses.inc(misses)
+    def observe_cache(self, model: str, hits: int, misses: int) -> None:
+        self.cache_hits.labels(model).inc(hits)
+        self.cache_misses.labels(model).inc(misses)
 
-    def track_queue(self, depth: Callable[[], int]) -> None:
-        self.queue_depth.set_function(lambda: float(depth()))
+    def track_queue(self, model: str, depth: Callable[[], int]) -> None:
+        self.queue_depth.labels(model).set_function(lambda: float(depth()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

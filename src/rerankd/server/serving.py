@@ -68,6 +68,11 @@ class Limits:
                 )
 
 
+def model_bounds(settings: ServerSettings) -> dict[str, Bounds]:
+    """Each served model's input bounds (their lengths differ), by served name."""
+    return {m.name: Bounds(max_length=m.max_length) for m in settings.model_configs()}
+
+
 def check_truncation(tokens: int | None, max_length: int) -> None:
     """vLLM refuses a truncation longer than the model rather than ignoring it (its message)."""
     if tokens is not None and tokens > max_length:
@@ -91,9 +96,10 @@ class ServingRerank:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits = Limits.of(state.settings)
-        self.bounds = Bounds(max_length=state.settings.max_length)
+        self.bounds = model_bounds(state.settings)
 
     async def __call__(self, req: RerankRequest, request_id: str) -> RerankResponse | TEIRanks:
+        model = self.state.model_name(req.model)  # an unknown model: 404 before anything is read
         items = req.items()
         if not items:  # the library answers an empty result; on the wire llama.cpp, TEI and Cohere say 4xx
             raise NothingToRank(
@@ -101,20 +107,21 @@ class ServingRerank:
                 if req.is_tei
                 else '"documents" must not be empty: send at least one document to rank'
             )
-        self.bounds.check(instruction=req.instruction, max_chunks_per_doc=req.max_chunks_per_doc)
+        bounds = self.bounds[model]
+        bounds.check(instruction=req.instruction, max_chunks_per_doc=req.max_chunks_per_doc)
         self.limits.check([req.query], len(items), req.instruction)
         check_document_objects(items)
         texts = request_texts(items, req.rank_fields)
-        engine = self.state.require_engine()
+        engine = self.state.require_engine(model)
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
         max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
         truncate = req.truncate is not False
-        clipped = self.bounds.clip(
+        clipped = bounds.clip(
             texts, truncate=truncate, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
         )
         spans = span_request(req)
         if spans is not None:
-            self.bounds.check_spans(
+            bounds.check_spans(
                 clipped, spans, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
             )
         scored = await engine.rerank_scores(
@@ -137,7 +144,7 @@ class ServingRerank:
             items if req.wants_documents else None,
             texts,
             request_id=request_id,
-            model=self.state.settings.model_name,
+            model=model,
             ignored=req.ignored_fields,
         )
 
@@ -156,13 +163,14 @@ class ServingScore:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.limits = Limits.of(state.settings)
-        self.bounds = Bounds(max_length=state.settings.max_length)
+        self.bounds = model_bounds(state.settings)
 
     async def __call__(self, req: ScoreRequest, request_id: str) -> ScoreResponse:
+        model = self.state.model_name(req.model)
         pairs = req.pairs()
-        self.bounds.check(instruction=req.instruction, max_chunks_per_doc=None)
+        self.bounds[model].check(instruction=req.instruction, max_chunks_per_doc=None)
         self.limits.check(sorted({q for q, _ in pairs}), len(pairs), req.instruction)
-        engine = self.state.require_engine()
+        engine = self.state.require_engine(model)
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
         scored = await engine.score_pairs(
             pairs,
@@ -170,7 +178,7 @@ class ServingScore:
             max_tokens_per_doc=req.truncate_prompt_tokens,
             raw=req.wants_raw,
         )
-        return score_response(scored, request_id=request_id, model=self.state.settings.model_name)
+        return score_response(scored, request_id=request_id, model=model)
 
 
 # Pure converters: engine output → wire models.

@@ -47,10 +47,14 @@ class ServerSettings:
     retry_after: float = DEFAULT_RETRY_AFTER
     log_level: str = "info"
     ui: bool = True  # read by the CLI, which passes the UI's mount to create_app
+    # The models served after the first (whose options are the fields above), in served order; each
+    # gets its own engine (batcher, queue, score cache) and its own length limit.
+    models: tuple[ModelConfig, ...] = ()
 
     @classmethod
     def of(cls, model: ModelConfig, batch: BatchConfig | None = None, **http: Any) -> ServerSettings:
-        """Settings from the two configs plus HTTP options (host, port, api_keys, limits...)."""
+        """Settings from the two configs plus HTTP options (host, port, api_keys, limits...); `models=`
+        the ones served after `model`."""
         batch = batch or BatchConfig()
         shared = {f.name: getattr(model, f.name) for f in fields(ModelConfig) if f.name != "served_name"}
         shared |= {f.name: getattr(batch, f.name) for f in fields(BatchConfig)}
@@ -72,6 +76,14 @@ class ServerSettings:
             trust_remote_code=self.trust_remote_code,
             served_name=self.served_model_name,
         )
+
+    def model_configs(self) -> tuple[ModelConfig, ...]:
+        """Every served model, in order: the first (a request without `model` gets it), then the rest."""
+        return (self.model_config(), *self.models)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.model_configs())
 
     def batch_config(self) -> BatchConfig:
         return BatchConfig(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from rerankd.config import load_scorer
 from rerankd.engine.engine import Engine, RerankEngine
-from rerankd.errors import Unavailable
+from rerankd.errors import ModelNotFound, Unavailable
 from rerankd.models.base import Scorer
 from rerankd.server.metrics import Metrics
 from rerankd.server.settings import ServerSettings
@@ -52,20 +53,50 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await future
 
 
+def depth_of(engine: Engine) -> Callable[[], int]:
+    return lambda: engine.depth
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 @dataclass
 class ServerState:
+    """`engines`: one per served model, by served name, in served order (the first answers requests
+    that name no model); filled one model after another by `start`."""
+
     settings: ServerSettings
     metrics: Metrics = field(default_factory=Metrics)
-    engine: Engine | None = None
+    engines: dict[str, Engine] = field(default_factory=dict)
     phase: Phase = "loading"
     load_error: str | None = None
     in_flight: int = 0
     on_fatal: Callable[[str], None] | None = None
 
-    def require_engine(self) -> Engine:
+    @property
+    def engine(self) -> Engine | None:
+        """The first model's engine (None until every model is started)."""
+        return next(iter(self.engines.values()), None)
+
+    def model_name(self, model: str | None) -> str:
+        """The served model a request's `model` field picks: absent, the first. With one model the
+        field is not read (as before several models were served: clients send whatever their SDK
+        puts there, e.g. Cohere's "rerank-v3.5"); with several an unknown name is a 404."""
+        names = self.settings.model_names
+        if model is None or len(names) == 1:
+            return names[0]
+        if model not in names:
+            served = ", ".join(repr(n) for n in names)
+            raise ModelNotFound(f"model {model!r} is not served here; the models are: {served}")
+        return model
+
+    def require_engine(self, model: str | None = None) -> Engine:
+        """The engine of the model a request names (see `model_name`); 503 unless serving."""
+        name = self.model_name(model)
         # Draining still serves: a request the gate let in before the signal must finish.
-        if self.phase in ("ready", "draining") and self.engine is not None:
-            return self.engine
+        if self.phase in ("ready", "draining") and name in self.engines:
+            return self.engines[name]
         raise self.unavailable()
 
     def unavailable(self) -> Unavailable:
@@ -78,56 +109,85 @@ class ServerState:
             )
         return Unavailable("the model is still loading; retry shortly", self.settings.retry_after)
 
-    async def start(self, scorer: Scorer | None = None, engine: Engine | None = None) -> None:
-        """Load the model (in a thread, so /health answers meanwhile), start the batcher, warm up.
-        `scorer`: an already loaded model; `engine` replaces all of it with a ready-made engine (for
-        example one backed by remote replicas)."""
+    async def start(
+        self,
+        scorer: Scorer | None = None,
+        engine: Engine | None = None,
+        *,
+        scorers: Mapping[str, Scorer] | None = None,
+        engines: Mapping[str, Engine] | None = None,
+    ) -> None:
+        """Load every model, one after another (in a thread, so /health answers meanwhile; one at a
+        time, so peak memory is one model's load on top of those already loaded), start its batcher,
+        warm it up. `scorer`/`engine`: the first model's, already loaded or ready-made (an engine backed
+        by remote replicas); `scorers`/`engines`: the same by served name. A model that fails fails the
+        whole start, with its name."""
         s = self.settings
-        started: Engine | None = None
+        configs = s.model_configs()
+        ready_scorers = dict(scorers or {})
+        ready_engines = dict(engines or {})
+        first = configs[0].name
+        if scorer is not None:
+            ready_scorers.setdefault(first, scorer)
+        if engine is not None:
+            ready_engines.setdefault(first, engine)
+        name = first
         try:
-            if engine is None:
-                if scorer is None:
-                    scorer = await in_daemon_thread(load_scorer, s.model_config())
-                engine = RerankEngine(
-                    scorer,
-                    s.batch_config(),
-                    instruction=s.instruction,
-                    observe=self.metrics.observe_batch,
-                    observe_cache=self.metrics.observe_cache,
-                )
-            started = engine
-            await engine.start()
-            self.metrics.track_queue(lambda: started.depth)
-            await asyncio.to_thread(engine.warm_up)
+            for config in configs:
+                name = config.name
+                eng = ready_engines.get(name)
+                if eng is None:
+                    sc = ready_scorers.get(name)
+                    if sc is None:
+                        sc = await in_daemon_thread(load_scorer, config)
+                    eng = RerankEngine(
+                        sc,
+                        s.batch_config(),
+                        instruction=config.instruction,
+                        observe=functools.partial(self.metrics.observe_batch, name),
+                        observe_cache=functools.partial(self.metrics.observe_cache, name),
+                    )
+                # Held before it starts, so `stop` ends it whatever happens next (a failed start, a
+                # cancelled warm-up); nothing is served from it before the phase is "ready".
+                self.engines[name] = eng
+                await eng.start()
+                self.metrics.track_queue(name, depth_of(eng))
+                await asyncio.to_thread(eng.warm_up)
+                self._log_loaded(name, eng)
         except Exception as e:
-            if started is not None:
-                await started.stop()
-            self.phase, self.load_error = "failed", str(e)
-            log.error("could not start: %s", e)
+            await self.stop()
+            self.engines.clear()
+            message = f"{name}: {e}" if len(configs) > 1 else str(e)
+            self.phase, self.load_error = "failed", message
+            log.error("could not start: %s", message)
             if self.on_fatal is not None:
-                self.on_fatal(str(e))
+                self.on_fatal(message)
             return
-        self.engine = engine
         if self.phase == "loading":
             self.phase = "ready"
-            info = engine.info
-            why = f", auto: {info.dtype_reason}" if info.dtype_reason else ""
-            log.info(
-                "ready: %s (%s, %s, %s on %s%s)",
-                s.model_name,
-                info.family,
-                info.architecture,
-                info.dtype,
-                info.device,
-                why,
-            )
-            if info.warning:
-                log.warning("%s", info.warning)
+            log.info("ready: %s", ", ".join(self.engines))
+
+    def _log_loaded(self, name: str, engine: Engine) -> None:
+        info = engine.info
+        why = f", auto: {info.dtype_reason}" if info.dtype_reason else ""
+        size = f", {mib(info.weight_bytes)} of weights" if info.weight_bytes else ""
+        log.info(
+            "loaded: %s (%s, %s, %s on %s%s%s)",
+            name,
+            info.family,
+            info.architecture,
+            info.dtype,
+            info.device,
+            why,
+            size,
+        )
+        if info.warning:
+            log.warning("%s", info.warning)
 
     async def stop(self) -> None:
-        if self.engine is not None:
-            await self.engine.stop()
+        for engine in self.engines.values():
+            await engine.stop()
 
     @property
     def idle(self) -> bool:
-        return self.in_flight == 0 and (self.engine is None or self.engine.depth == 0)
+        return self.in_flight == 0 and all(e.depth == 0 for e in self.engines.values())

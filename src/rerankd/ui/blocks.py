@@ -90,6 +90,15 @@ def build_blocks(backend: Backend) -> gr.Blocks:
         header = gr.HTML(_header(backend), elem_id="rr-header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=280):
+                # The model picker, for a server with several models (hidden, and unused, with one).
+                picker = gr.Dropdown(
+                    choices=list(backend.models),
+                    value=backend.models[0] if backend.several else None,
+                    label="Model",
+                    info="Which of the server's models ranks the documents.",
+                    visible=backend.several,
+                    elem_id="rr-model",
+                )
                 query = gr.Textbox(
                     label="Query",
                     placeholder="What are you looking for?",
@@ -173,10 +182,10 @@ def build_blocks(backend: Backend) -> gr.Blocks:
         )
 
         async def rank(
-            q: str, docs: str, instr: str, n: Any, key: str, spans: bool = False
+            q: str, docs: str, instr: str, n: Any, key: str, model: str | None, spans: bool = False
         ) -> tuple[Any, Any, str, str]:
             try:
-                shown = await run_ranking(backend, q, docs, instr, n, key, spans=bool(spans))
+                shown = await run_ranking(backend, q, docs, instr, n, key, model, spans=bool(spans))
             except UIError as e:  # shown in the status line, next to the button (no toast over it)
                 return "", _no_chart(), error_html(e.message), _header(backend)
             except Exception as e:  # a bug or the unexpected: say so on the page, never spin forever
@@ -198,7 +207,7 @@ def build_blocks(backend: Backend) -> gr.Blocks:
                 return gr.skip(), error_html(f"{os.path.basename(path)} holds no documents.")
             return "\n".join(docs), _status(f"Loaded <b>{len(docs)}</b> documents from {name}.", "info")
 
-        inputs = [query, documents, instruction, top_n, api_key, show_spans]
+        inputs = [query, documents, instruction, top_n, api_key, picker, show_spans]
         outputs = [table, chart, status, header]
         # The page's events are its own: the API is /v1/rerank (Gradio's API would bypass nothing, as
         # every ranking goes through the server's own checks, but one API is enough).

@@ -82,17 +82,20 @@ class Backend:
     typed on the page, else `default_key`); each is made once and kept for the page's lifetime, so a
     client's provider detection and connection pool outlive a click.
 
-    `where` names the scores' source in messages ("the server at http://..."), `describe()` in the header."""
+    `where` names the scores' source in messages ("the server at http://..."), `describe()` in the header.
+    `models`: a server's served models, for the page's model picker (shown with more than one); a
+    picked model's reranker is `connect(key, model)`, the default one's `connect(key)`."""
 
     def __init__(
         self,
-        connect: Callable[[str | None], AsyncReranker],
+        connect: Callable[..., AsyncReranker],
         *,
         where: str,
         needs_key: bool,
         default_key: str | None = None,
         default_instruction: str | None = None,
         model: str | None = None,
+        models: Sequence[str] = (),
         lookup_model: Callable[[], Awaitable[str | None]] | None = None,
         key_hint: str = "",
     ) -> None:
@@ -102,14 +105,23 @@ class Backend:
         self.default_key = default_key
         self.default_instruction = default_instruction or DEFAULT_INSTRUCTION
         self.model = model
+        self.models = tuple(models)
         self.lookup_model = lookup_model
         self.key_hint = key_hint
-        self._rerankers: dict[str | None, AsyncReranker] = {}
+        self._rerankers: dict[tuple[str | None, str | None], AsyncReranker] = {}
+
+    @property
+    def several(self) -> bool:
+        """More than one model to pick from."""
+        return len(self.models) > 1
 
     def describe(self) -> str:
         """One line of HTML under the title: the model, and where the scores come from."""
-        parts = [f"model <code>{html.escape(self.model)}</code>"] if self.model else []
-        if self.model and SMOKE_LABEL in self.model:
+        if self.several:
+            parts = ["models " + ", ".join(f"<code>{html.escape(m)}</code>" for m in self.models)]
+        else:
+            parts = [f"model <code>{html.escape(self.model)}</code>"] if self.model else []
+        if any(SMOKE_LABEL in m for m in (self.model or "", *self.models)):
             parts.append(
                 '<strong style="color:#b91c1c">random-weight smoke-test model: its scores mean nothing'
                 "</strong>"
@@ -127,12 +139,12 @@ class Backend:
                 return None
         return self.model
 
-    def reranker(self, key: str | None) -> AsyncReranker:
-        if key not in self._rerankers:
+    def reranker(self, key: str | None, model: str | None = None) -> AsyncReranker:
+        if (key, model) not in self._rerankers:
             if len(self._rerankers) >= MAX_CLIENTS:  # the clients share one pool: nothing to close
                 del self._rerankers[next(iter(self._rerankers))]
-            self._rerankers[key] = self.connect(key)
-        return self._rerankers[key]
+            self._rerankers[key, model] = self.connect(key) if model is None else self.connect(key, model)
+        return self._rerankers[key, model]
 
     async def rerank(
         self,
@@ -142,13 +154,16 @@ class Backend:
         instruction: str | None,
         top_n: int | None,
         api_key: str | None,
+        model: str | None = None,
         spans: bool = False,
     ) -> RerankResult:
+        """`model`: one of `models` (the picker's choice); None: the server's default."""
         key = api_key or self.default_key
+        model = model if model and self.several else None
         # return_spans only when asked: a reranker that predates spans still ranks.
         extra: dict[str, Any] = {"return_spans": True, "span_tokens": SPAN_TOKENS} if spans else {}
         try:
-            result = await self.reranker(key).rerank(
+            result = await self.reranker(key, model).rerank(
                 query, documents, top_n=top_n, instruction=instruction, **extra
             )
         except errors.AuthenticationError as e:
@@ -175,7 +190,7 @@ class Backend:
             raise UIError(str(e)) from None
         except RerankdError as e:  # an in-process reranker's own errors
             raise UIError(e.message) from None
-        if result.model:
+        if result.model and not self.several:
             self.model = result.model
         return result
 
@@ -194,6 +209,7 @@ def client_backend(
     needs_key: bool | None = None,
     where: str | None = None,
     model: str | None = None,
+    models: Sequence[str] = (),
     default_instruction: str | None = None,
     key_hint: str = "",
 ) -> Backend:
@@ -208,9 +224,9 @@ def client_backend(
     http = httpx.AsyncClient(timeout=timeout, transport=transport)
     policy = RetryPolicy(max_retries=retries, max_delay=2.0, max_retry_after=5.0, deadline=timeout)
 
-    def connect(key: str | None) -> AsyncRerankClient:
+    def connect(key: str | None, model: str | None = None) -> AsyncRerankClient:
         return AsyncRerankClient(
-            url, api_key=key, timeout=timeout, retry=policy, provider=provider, http_client=http
+            url, api_key=key, model=model, timeout=timeout, retry=policy, provider=provider, http_client=http
         )
 
     async def lookup_model() -> str | None:
@@ -224,6 +240,7 @@ def client_backend(
         default_key=api_key,
         default_instruction=default_instruction,
         model=model,
+        models=models,
         lookup_model=None if model else lookup_model,
         key_hint=key_hint,
     )
@@ -285,6 +302,7 @@ async def run_ranking(
     instruction: str | None,
     top_n: Any,
     api_key: str | None,
+    model: str | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     spans: bool = False,
@@ -307,6 +325,7 @@ async def run_ranking(
                 instruction=(instruction or "").strip() or None,
                 top_n=n,
                 api_key=(api_key or "").strip() or None,
+                model=model or None,
                 spans=spans,
             ),
             timeout,

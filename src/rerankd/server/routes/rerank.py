@@ -42,9 +42,9 @@ for _path, _summary, _op in [
         + (" TEI's errors come in TEI's body and status codes." if _path == TEI_ROUTE else ""),
         response_model=RerankResponse | TEIRanks,
         responses=(
-            documented_tei_errors(400, 401, 413, 422, 424, 429, 503)
+            documented_tei_errors(400, 401, 404, 413, 422, 424, 429, 503)
             if _path == TEI_ROUTE
-            else documented_errors(400, 401, 413, 429, 503)
+            else documented_errors(400, 401, 404, 413, 429, 503)
         ),
         operation_id=_op,
     )

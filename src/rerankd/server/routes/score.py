@@ -22,6 +22,6 @@ for _path, _op in [("/score", "score_plain_score_post"), ("/v1/score", "score_v1
         methods=["POST"],
         summary="Score pairs (vLLM)",
         response_model=ScoreResponse,
-        responses=documented_errors(400, 401, 413, 429, 503),
+        responses=documented_errors(400, 401, 404, 413, 429, 503),
         operation_id=_op,
     )

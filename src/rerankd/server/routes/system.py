@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Response
 
+from rerankd.engine.engine import Engine
 from rerankd.protocol import HealthResponse, ModelCard, ModelList, ReadyResponse
 from rerankd.server.errors import documented_errors, retry_after
 from rerankd.server.routes.deps import State, json_answer
@@ -19,13 +20,17 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the exposition f
     "/v1/models",
     response_model=ModelList,
     responses=documented_errors(401, 503),
-    summary="The served model (OpenAI format)",
+    summary="The served models (OpenAI format), in served order: the first answers requests naming none",
 )
 async def models(state: State) -> ModelList:
-    engine = state.require_engine()
+    state.require_engine()  # 503 until every model is loaded
+    return ModelList(data=[model_card(name, engine) for name, engine in state.engines.items()])
+
+
+def model_card(name: str, engine: Engine) -> ModelCard:
     info = engine.info
-    card = ModelCard(
-        id=state.settings.model_name,
+    return ModelCard(
+        id=name,
         created=STARTED,
         max_model_len=info.max_length,
         family=info.family,
@@ -35,9 +40,9 @@ async def models(state: State) -> ModelList:
         dtype=info.dtype,
         dtype_reason=info.dtype_reason or None,
         device=info.device,
+        weight_bytes=info.weight_bytes or None,
         warning=info.warning,
     )
-    return ModelList(data=[card])
 
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness: the process answers")
