@@ -28,6 +28,9 @@ class ModelInfo:
     dtype_reason: str = ""  # why dtype "auto" picked this dtype (empty when the dtype was asked for)
     warning: str | None = None  # e.g. a random-weight smoke-test model
     template: str | None = None  # the LLM reranker format (rerankd.models.families); None: cross-encoder
+    # The most characters one token of the tokenizer can stand for (its longest vocabulary entry), so
+    # that character counts bound token counts before anything is tokenized; None: unknown.
+    max_token_chars: int | None = None
 
 
 @dataclass(frozen=True)

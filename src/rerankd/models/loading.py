@@ -39,6 +39,17 @@ SUPPORTED = (
 _threads_configured = False
 
 
+def max_token_chars(tokenizer: Any) -> int | None:
+    """The longest vocabulary entry, in characters: an upper bound on the characters one token covers.
+    Byte-level BPE writes each byte as one character and SentencePiece each space as one "▁", so an
+    entry is never shorter than the text it stands for (Qwen3: 128, a run of spaces)."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        return None
+    return max((len(t) for t in vocab), default=0) or None
+
+
 def cpu_threads() -> int:
     """Cores this process may run on ($RERANKD_THREADS overrides)."""
     env = os.environ.get("RERANKD_THREADS", "")
@@ -258,7 +269,10 @@ def load_scorer(
         llm = _pick_family(config, tokenizer, asked)
         log.info("LLM reranker format: %s", llm.name)
         length = llm.default_max_length if max_length is None else max_length
-        info = ModelInfo(model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name)
+        info = ModelInfo(
+            model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name,
+            max_token_chars(tokenizer),
+        )
         return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
@@ -270,5 +284,8 @@ def load_scorer(
     # Absolute position embeddings may reserve slots (RoBERTa's padding offset); stay inside them.
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limits.append(getattr(config, "max_position_embeddings", max_length) - 2)
-    info = ModelInfo(model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning)
+    info = ModelInfo(
+        model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning,
+        max_token_chars=max_token_chars(tokenizer),
+    )
     return CrossEncoderScorer(net, tokenizer, info=info)

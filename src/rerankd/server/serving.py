@@ -114,6 +114,7 @@ class ServingRerank:
                 truncate=truncate,
                 max_tokens_per_doc=max_tokens,
                 max_chunks_per_doc=req.max_chunks_per_doc,
+                token_chars=engine.info.max_token_chars,
             ),
             instruction=req.instruction,
             max_tokens_per_doc=max_tokens,
