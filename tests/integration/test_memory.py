@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from rerankd.models import NATIVE_CACHE_VARS
+
 SCRIPT = r"""
 import json, sys
 import rerankd.models  # the caps are set here, before any matmul
@@ -55,7 +57,7 @@ def run_loop(model: Path, env: dict[str, str], warm: int = 64, measured: int = 9
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 def test_rss_stays_flat_over_new_bf16_shapes(qwen3_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    env = {k: v for k, v in os.environ.items() if k not in NATIVE_CACHE_VARS}  # the package's caps
     env["OMP_NUM_THREADS"] = "1"  # the same work on any machine, and no oversubscribed shared CPU
     result = run_loop(qwen3_dir, env)
     assert result["dtype"] == "bfloat16"

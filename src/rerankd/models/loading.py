@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -269,10 +270,8 @@ def load_scorer(
         llm = _pick_family(config, tokenizer, asked)
         log.info("LLM reranker format: %s", llm.name)
         length = llm.default_max_length if max_length is None else max_length
-        info = ModelInfo(
-            model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name,
-            max_token_chars(tokenizer),
-        )
+        info = ModelInfo(model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name)
+        info = replace(info, max_token_chars=max_token_chars(tokenizer))
         return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
@@ -284,8 +283,6 @@ def load_scorer(
     # Absolute position embeddings may reserve slots (RoBERTa's padding offset); stay inside them.
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limits.append(getattr(config, "max_position_embeddings", max_length) - 2)
-    info = ModelInfo(
-        model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning,
-        max_token_chars=max_token_chars(tokenizer),
-    )
+    info = ModelInfo(model, "cross_encoder", arch, min(limits), dtype_name, str(dev), False, reason, warning)
+    info = replace(info, max_token_chars=max_token_chars(tokenizer))
     return CrossEncoderScorer(net, tokenizer, info=info)
