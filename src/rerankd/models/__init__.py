@@ -8,7 +8,7 @@ import os
 
 # Entries kept in each of the two per-shape caches below. One forward pass builds about 5 matmul shapes
 # per pass (q, k/v, o, gate/up, down; two passes with prefix sharing), so 64 keeps every shape a pass
-# reuses across its layers; each entry costs ~0.35 MiB (JIT code), whatever the model's size.
+# reuses across its layers; an entry costs ~0.35-0.5 MiB (JIT code), whatever the model's size.
 NATIVE_CACHE_CAPACITY = 64
 NATIVE_CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
