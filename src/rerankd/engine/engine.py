@@ -164,7 +164,7 @@ class RerankEngine:
         if at_least > limit:
             raise InvalidRequest(
                 f"this request needs at least {at_least} model inputs (documents x chunks, counted from "
-                f"their lengths), more than the server's whole queue of {limit} (--max-queue); "
+                f"their lengths), more than the server's whole queue (--max-queue {limit}); "
                 f"lower {field}, or send fewer or shorter documents"
             )
 
