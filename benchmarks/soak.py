@@ -138,6 +138,7 @@ def soak(url: str, pid: int, *, seconds: float, warmup: float, concurrency: int)
         "rss_slope_mib_per_min": round(slope_per_minute(after), 3),
         "latency_start": percentiles([lat for t, lat in done if first(t)]),
         "latency_end": percentiles([lat for t, lat in done if last(t)]),
+        "rss_samples": [(round(t, 1), round(m, 1)) for t, m in samples],
     }
 
 

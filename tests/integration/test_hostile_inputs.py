@@ -4,7 +4,9 @@ before the limits, and the small protocol corners (HEAD probes, error codes, hea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,7 +40,7 @@ class RecordingScorer(FakeScorer):
 async def served(scorer: FakeScorer | None = None, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings.setdefault("model", "fake")
     settings.setdefault("ui", False)
-    engine = RerankEngine(scorer or FakeScorer(), BatchConfig())
+    engine = RerankEngine(scorer or FakeScorer(), settings.pop("engine_batch", BatchConfig()))
     app = create_app(ServerSettings(**settings), engine=engine)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.loading, 30)
@@ -114,6 +116,78 @@ async def test_max_chunks_per_doc_is_bounded_before_tokenizing() -> None:
         )
     assert r.status_code == 400
     assert f"limit of {MAX_CHUNKS_PER_DOC}" in r.json()["error"]["message"]
+    assert scorer.encoded_chars == []
+
+
+class ChunkRecordingScorer(RecordingScorer):
+    """Also records every document handed to `encode_chunks` (each one is tokenized there)."""
+
+    def __init__(self, max_token_chars: int | None = 8, max_length: int = 8192) -> None:
+        FakeScorer.__init__(self, max_length=max_length)
+        self.encoded_chars: list[int] = []
+        self.info = dataclasses.replace(self.info, max_token_chars=max_token_chars)
+        self.chunked: list[int] = []  # per encode_chunks call: the chunks it made
+
+    def encode_chunks(self, query: str, document: str, **kw: Any):  # type: ignore[no-untyped-def]
+        parts = super().encode_chunks(query, document, **kw)
+        self.chunked.append(len(parts))
+        return parts
+
+
+async def test_too_many_chunks_are_refused_from_character_counts_before_tokenizing() -> None:
+    # 100 documents of 5,000 characters: a token covers at most 8 of them, so each has >= 625 tokens,
+    # >= 40 chunks of 16: >= 4,000 inputs against a queue of 1,000. Refused without a tokenizer call.
+    scorer = ChunkRecordingScorer(max_token_chars=8)
+    async with served(scorer, engine_batch=BatchConfig(max_queue=1000)) as client:
+        scorer.encoded_chars.clear()
+        t0 = time.perf_counter()
+        r = await client.post(
+            "/v1/rerank",
+            json={
+                "query": "q",
+                "documents": ["word " * 1000] * 100,
+                "max_chunks_per_doc": 64,
+                "max_tokens_per_doc": 16,
+            },
+        )
+        elapsed = time.perf_counter() - t0
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "max_chunks_per_doc" in message and "at least 4000 model inputs" in message
+    assert scorer.chunked == [] and scorer.encoded_chars == []
+    assert elapsed < 1.0
+
+
+async def test_chunk_count_stops_at_the_queue_when_lengths_cannot_tell() -> None:
+    # Unknown characters per token: nothing is refused up front, but the count stops one chunk past
+    # what the queue holds instead of templating every chunk of every document.
+    scorer = ChunkRecordingScorer(max_token_chars=None, max_length=64)
+    async with served(scorer, engine_batch=BatchConfig(max_queue=100)) as client:
+        r = await client.post(
+            "/v1/rerank",
+            json={"query": "q", "documents": ["word " * 1000] * 50, "max_chunks_per_doc": 64},
+        )
+        assert r.status_code == 400, r.text[:300]
+        assert "max_chunks_per_doc" in r.json()["error"]["message"]
+        # 50 documents of ~40 chunks each would be ~2,000 chunks: the count stopped past the first 100.
+        assert len(scorer.chunked) < 50 and sum(scorer.chunked) <= 101, scorer.chunked
+        ok = await client.post(
+            "/v1/rerank",
+            json={"query": "q", "documents": ["word " * 60] * 40, "max_chunks_per_doc": 2},
+        )
+    assert ok.status_code == 200, ok.text[:300]
+    assert len(ok.json()["results"]) == 40
+
+
+async def test_too_many_pairs_are_refused_before_tokenizing() -> None:
+    scorer = RecordingScorer()
+    async with served(scorer, engine_batch=BatchConfig(max_queue=10)) as client:
+        scorer.encoded_chars.clear()
+        r = await client.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 11})
+        s = await client.post("/score", json={"text_1": "q", "text_2": ["d"] * 11})
+    for answer, field in ((r, "documents"), (s, "text_2")):
+        assert answer.status_code == 400, answer.text
+        assert f"lower {field}" in answer.json()["error"]["message"]
     assert scorer.encoded_chars == []
 
 

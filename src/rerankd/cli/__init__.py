@@ -73,6 +73,10 @@ def plain_flags(command: Any) -> None:
 
 
 def main() -> None:
+    # Before any command runs a matmul (bench times one before loading a model): the caps are read once.
+    from rerankd.models import bound_native_caches
+
+    bound_native_caches()
     command = typer.main.get_command(app)
     plain_flags(command)
     try:

@@ -163,6 +163,17 @@ class RerankEngine:
         docs = ["a short document", "another, slightly longer document"]
         self.batcher.run_sync([self.scorer.encode("warm-up query", d, instruction=instr) for d in docs])
 
+    def _check_inputs(self, at_least: int, field: str) -> None:
+        """Refuse, before any tokenization, a request sure to need more model inputs than the whole
+        queue holds (the batcher would refuse it only once every input had been tokenized)."""
+        limit = self.config.max_queue
+        if at_least > limit:
+            raise InvalidRequest(
+                f"this request needs at least {at_least} model inputs (documents x chunks, counted from "
+                f"their lengths), more than the server's whole queue (--max-queue {limit}); "
+                f"lower {field}, or send fewer or shorter documents"
+            )
+
     def _room(self, query: str, instruction: str | None) -> int:
         """Tokens left for a document once the template, instruction and query are in.
 
@@ -196,17 +207,27 @@ class RerankEngine:
             # Chunks as long as the room the template and query leave, or max_tokens_per_doc if shorter.
             size = max(1, min(room, max_tokens_per_doc or room))
             overlap = DEFAULT_OVERLAP_TOKENS if overlap_tokens is None else overlap_tokens
+            limit = self.config.max_queue
             encoded: list[EncodedPair] = []
             owners: list[int] = []
             for i, d in enumerate(documents):
+                # Chunks this document may add while every later one still gets its one: asking for one
+                # more than that tells "too many" without templating more than the queue could take.
+                left = limit - len(encoded) - (len(documents) - i - 1)
                 parts = self.scorer.encode_chunks(
                     query,
                     d,
                     instruction=instr,
                     chunk_tokens=size,
                     overlap_tokens=min(overlap, size // 2),
-                    max_chunks=max_chunks_per_doc,
+                    max_chunks=min(max_chunks_per_doc, left + 1),
                 )
+                if len(parts) > left:
+                    raise InvalidRequest(
+                        f"this request's documents make more than {limit} model inputs once chunked "
+                        f"(counted up to documents[{i}]), more than the server's whole queue "
+                        f"(--max-queue {limit}); lower max_chunks_per_doc, or send fewer or shorter documents"
+                    )
                 encoded += parts
                 owners += [i] * len(parts)
             step = max(1, size - min(overlap, size // 2, size - 1))
@@ -235,6 +256,15 @@ class RerankEngine:
         document's relevant spans, scored through the same batcher; the scores stay as without."""
         if not documents:
             return Scored([], 0, 0)
+        self._check_inputs(
+            fewest_inputs(
+                [len(d) for d in documents],
+                chunk_tokens=min(self.info.max_length, max_tokens_per_doc or self.info.max_length),
+                max_chunks=max_chunks_per_doc or 1,
+                token_chars=self.info.max_token_chars,
+            ),
+            "max_chunks_per_doc" if (max_chunks_per_doc or 1) > 1 else "documents",
+        )
         encoded, owners, region = await asyncio.to_thread(
             self._prepare,
             query,
@@ -305,6 +335,8 @@ class RerankEngine:
     ) -> Scored:
         """Scores of arbitrary (query, document) pairs, in input order (vLLM's score API)."""
 
+        self._check_inputs(len(pairs), "text_2")
+
         def prepare() -> list[EncodedPair]:
             for q in {q for q, _ in pairs}:
                 self._room(q, instruction)
@@ -322,6 +354,22 @@ class RerankEngine:
 
 def _as_is(x: float) -> float:
     return x
+
+
+def fewest_inputs(
+    lengths: Sequence[int], *, chunk_tokens: int, max_chunks: int, token_chars: int | None
+) -> int:
+    """The fewest model inputs documents of these character `lengths` can make, from their lengths
+    alone: a token covers at most `token_chars` characters, so a document has at least
+    ceil(length / token_chars) tokens and, chunked, at least ceil(tokens / chunk_tokens) chunks (the
+    windows step by at most their size), up to `max_chunks`. Unknown `token_chars`: one per document."""
+    if token_chars is None or max_chunks <= 1:
+        return len(lengths)
+    total = 0
+    for n in lengths:
+        tokens = -(-n // token_chars)
+        total += min(max_chunks, max(1, -(-tokens // max(1, chunk_tokens))))
+    return total
 
 
 def _refuse_truncated(encoded: Sequence[EncodedPair], max_length: int) -> None:

@@ -29,6 +29,9 @@ class ModelInfo:
     warning: str | None = None  # e.g. a random-weight smoke-test model
     template: str | None = None  # the LLM reranker format (rerankd.models.families); None: cross-encoder
     weight_bytes: int = 0  # the loaded weights' memory (parameters and buffers, tied ones once); 0: unknown
+    # The most characters one token of the tokenizer can stand for (its longest vocabulary entry), so
+    # that character counts bound token counts before anything is tokenized; None: unknown.
+    max_token_chars: int | None = None
 
 
 @dataclass(frozen=True)

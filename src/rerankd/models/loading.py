@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ SUPPORTED = (
 )
 
 _threads_configured = False
+
+
+def max_token_chars(tokenizer: Any) -> int | None:
+    """The longest vocabulary entry, in characters: an upper bound on the characters one token covers.
+    Byte-level BPE writes each byte as one character and SentencePiece each space as one "▁", so an
+    entry is never shorter than the text it stands for (Qwen3: 128, a run of spaces)."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        return None
+    return max((len(t) for t in vocab), default=0) or None
 
 
 def cpu_threads() -> int:
@@ -263,6 +275,7 @@ def load_scorer(
         info = ModelInfo(
             model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name, size
         )
+        info = replace(info, max_token_chars=max_token_chars(tokenizer))
         return YesNoScorer(net, tokenizer, info=info, family=llm)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
@@ -286,4 +299,5 @@ def load_scorer(
         warning,
         weight_bytes=size,
     )
+    info = replace(info, max_token_chars=max_token_chars(tokenizer))
     return CrossEncoderScorer(net, tokenizer, info=info)

@@ -18,8 +18,8 @@ MAX_CHUNKS_PER_DOC = 64
 # Span windows (and merged spans) one request may have scored: each is a pair the size of a short
 # document, so this bounds a spans request to about the work of 2048 short documents.
 MAX_SPAN_PAIRS = 2048
-# A token of the supported tokenizers spans far fewer characters than this: clipping a document to
-# (tokens it may keep) x CHARS_PER_TOKEN_CAP characters never changes what the model reads.
+# Characters per token assumed when the model does not say (ModelInfo.max_token_chars, its tokenizer's
+# longest vocabulary entry: 128 for Qwen3's runs of spaces and dashes).
 CHARS_PER_TOKEN_CAP = 32
 DEFAULT_MAX_INSTRUCTION_CHARS = 4_000
 
@@ -102,12 +102,14 @@ class Bounds:
         truncate: bool,
         max_tokens_per_doc: int | None = None,
         max_chunks_per_doc: int | None = None,
+        token_chars: int | None = None,
     ) -> list[str]:
         """Texts cut to the characters the model could ever read of them, so a 100k-token document
-        truncated to 512 tokens costs a 512-token tokenization. Not when truncate is false: then the
-        full length is needed to refuse it."""
+        truncated to 512 tokens costs a 512-token tokenization. A token covers at most `token_chars`
+        characters (the model's `max_token_chars`), so (tokens kept) x token_chars characters hold every
+        token the model reads. Not when truncate is false: then the full length is needed to refuse it."""
         if not truncate:
             return list(texts)
         tokens = min(self.max_length, max_tokens_per_doc or self.max_length)
-        keep = tokens * max(1, max_chunks_per_doc or 1) * CHARS_PER_TOKEN_CAP
+        keep = tokens * max(1, max_chunks_per_doc or 1) * (token_chars or CHARS_PER_TOKEN_CAP)
         return [t if len(t) <= keep else t[:keep] for t in texts]

@@ -117,7 +117,11 @@ class ServingRerank:
         max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
         truncate = req.truncate is not False
         clipped = bounds.clip(
-            texts, truncate=truncate, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
+            texts,
+            truncate=truncate,
+            max_tokens_per_doc=max_tokens,
+            max_chunks_per_doc=req.max_chunks_per_doc,
+            token_chars=engine.info.max_token_chars,
         )
         spans = span_request(req)
         if spans is not None:
