@@ -9,7 +9,7 @@ from rerankd.config import BatchConfig, Family, ModelConfig, load_scorer
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, score_encoded, sigmoid
 from rerankd.ranking import rank, validate_top_n
-from rerankd.spans import DEFAULT_MAX_SPANS, SpanRequest, SpanSearch, overlap_of
+from rerankd.spans import DEFAULT_MAX_SPANS, SpanRequest, SpanSearch, overlap_of, windows_per_span
 from rerankd.spans import validate as validate_spans
 from rerankd.types import Document, DocumentLike, RerankResult, Span, Usage, as_document
 
@@ -139,6 +139,7 @@ class Reranker:
                 d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=room
             ),
             max_spans,
+            windows_per_span(room, size),
         )
         first = self.encode(query, search.windows_to_score(), instruction=instruction)
         merged = self.encode(query, search.merged_to_score(self.logits(first)), instruction=instruction)

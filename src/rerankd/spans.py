@@ -46,6 +46,12 @@ class SpanRequest:
         return max(1, min(room, self.span_tokens or DEFAULT_SPAN_TOKENS))
 
 
+def windows_per_span(room: int, window_tokens: int) -> int:
+    """How many adjacent windows one merged span may join and still fit `room` tokens (a token of
+    slack each for the whitespace between them)."""
+    return max(1, room // (window_tokens + 1))
+
+
 def validate(max_spans: int | None, span_tokens: int | None, max_length: int | None = None) -> None:
     """The span options' bounds (None: the default); `max_length`, when known, caps `span_tokens`."""
     if max_spans is not None and (
@@ -124,11 +130,16 @@ class _Group:
 
 
 def choose(
-    text: str, windows: Sequence[tuple[int, int]], logits: Sequence[float], max_spans: int
+    text: str,
+    windows: Sequence[tuple[int, int]],
+    logits: Sequence[float],
+    max_spans: int,
+    max_merged: int | None = None,
 ) -> list[_Group]:
     """The best windows, best first, skipping any that overlaps one already taken (windows overlap by
     half: the best-placed one of a passage wins), at most `max_spans`; taken windows with nothing but
-    whitespace between them are then merged into one span."""
+    whitespace between them are then merged into one span, of at most `max_merged` windows (so that a
+    merged span still fits the model and its score reads all of it)."""
     taken: list[tuple[int, int, float]] = []
     for i in sorted(range(len(windows)), key=lambda i: (-logits[i], windows[i][0])):
         a, b = windows[i]
@@ -138,7 +149,8 @@ def choose(
                 break
     groups: list[list[tuple[int, int, float]]] = []
     for w in sorted(taken):
-        if groups and not text[groups[-1][-1][1] : w[0]].strip():
+        full = max_merged is not None and groups and len(groups[-1]) >= max_merged
+        if groups and not full and not text[groups[-1][-1][1] : w[0]].strip():
             groups[-1].append(w)
         else:
             groups.append([w])
@@ -159,9 +171,11 @@ class SpanSearch:
         documents: Sequence[str],
         windows: Callable[[str], Sequence[tuple[int, int]]],
         max_spans: int,
+        max_merged: int | None = None,
     ) -> None:
         self.documents = list(documents)
         self.max_spans = max_spans
+        self.max_merged = max_merged
         self._windows: list[list[tuple[int, int]]] = []
         for doc in self.documents:
             seen: dict[tuple[int, int], None] = {}
@@ -180,7 +194,7 @@ class SpanSearch:
         self._groups = []
         for doc, ws in zip(self.documents, self._windows, strict=True):
             mine = [next(it) for _ in ws]
-            self._groups.append(choose(doc, ws, mine, self.max_spans))
+            self._groups.append(choose(doc, ws, mine, self.max_spans, self.max_merged))
         return [
             doc[g.start : g.end]
             for doc, gs in zip(self.documents, self._groups, strict=True)

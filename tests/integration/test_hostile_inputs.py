@@ -254,3 +254,16 @@ async def test_non_ascii_request_id_is_replaced_not_double_encoded() -> None:
     assert mine.headers["x-request-id"] == "abc-123"
     echoed = odd.headers.get_list("x-request-id")
     assert len(echoed) == 1 and echoed[0].isascii() and len(echoed[0]) == 32
+
+
+async def test_the_spans_bound_counts_with_the_loaded_models_length() -> None:
+    """A 512-token model under the default --max-length (8192): each long document is read, and
+    searched, for 512 tokens only, so nine of them fit the spans bound (counted with 8192 they would
+    not: 9 x 255 windows > 2048)."""
+    docs = [("word " * 2_000).strip() for _ in range(9)]
+    async with served(FakeScorer(max_length=512)) as client:
+        r = await client.post(
+            "/v1/rerank", json={"query": "word", "documents": docs, "return_spans": True, "span_tokens": 64}
+        )
+    assert r.status_code == 200, r.text
+    assert all(result["spans"] for result in r.json()["results"])

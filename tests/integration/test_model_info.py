@@ -53,11 +53,15 @@ async def test_a_smoke_model_is_labelled_in_v1_models(qwen3_dir: Path, tmp_path:
 def test_max_token_chars_bounds_every_token(qwen3_dir: Path, cross_encoder_dir: Path) -> None:
     """ModelInfo.max_token_chars is what the server counts with before tokenizing: no token of a text
     covers more characters (a run of spaces and a row of dashes are single long tokens in Qwen3)."""
-    for model in (qwen3_dir, cross_encoder_dir):
-        scorer = load_scorer(ModelConfig(model=str(model), device="cpu", dtype="float32"))
-        limit = scorer.info.max_token_chars
-        assert limit is not None and limit >= 8
-        tokenizer = scorer.tokenizer  # type: ignore[attr-defined]
-        text = " " * 300 + "-" * 300 + "word " * 50 + "\u00e9\u4e2d\U0001f600" * 20
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        assert max(end - start for start, end in enc["offset_mapping"]) <= limit
+    scorer = load_scorer(ModelConfig(model=str(qwen3_dir), device="cpu", dtype="float32"))
+    limit = scorer.info.max_token_chars
+    assert limit is not None and limit >= 8
+    tokenizer = scorer.tokenizer  # type: ignore[attr-defined]
+    text = " " * 300 + "-" * 300 + "word " * 50 + "\u00e9\u4e2d\U0001f600" * 20
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert max(end - start for start, end in enc["offset_mapping"]) <= limit
+    # WordPiece reads an over-long word as one [UNK] of any length: it has no bound, and says so.
+    wordpiece = load_scorer(ModelConfig(model=str(cross_encoder_dir), device="cpu", dtype="float32"))
+    assert wordpiece.info.max_token_chars is None
+    enc = wordpiece.tokenizer("a" * 5000 + " word", add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[attr-defined]
+    assert max(end - start for start, end in enc["offset_mapping"]) == 5000

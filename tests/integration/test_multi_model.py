@@ -21,7 +21,7 @@ import pytest
 import typer
 
 from rerankd import Reranker
-from rerankd.cli.models_file import ModelEntry
+from rerankd.cli.models_file import ModelEntry, env_list
 from rerankd.cli.serve import model_entries
 from rerankd.config import BatchConfig, ModelConfig
 from rerankd.engine.engine import RerankEngine
@@ -152,6 +152,7 @@ def test_metrics_carry_the_model_label(two_models: RunningServer) -> None:
         assert re.search(rf'^rerankd_pairs_scored_total{{model="{name}"}} [1-9]', text, re.M), text
         assert f'rerankd_queue_depth{{model="{name}"}} 0.0' in text
         assert f'rerankd_batch_pairs_count{{model="{name}"}}' in text
+        assert re.search(rf'^rerankd_prompt_tokens_total{{model="{name}"}} [1-9]', text, re.M), text
 
 
 def test_a_model_that_fails_to_load_fails_the_start_with_its_name(qwen3_dir: Path, tmp_path: Path) -> None:
@@ -228,6 +229,29 @@ def test_duplicate_names_are_usage_errors(capsys: pytest.CaptureFixture[str], tm
     f = tmp_path / "m.toml"
     f.write_text('[[model]]\nmodel = "other"\nserved_name = "x"\n')
     assert "'x'" in usage_error(capsys, ["a"], f, ["x"], None, None)
+
+
+def test_environment_lists_split_on_commas_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """click would split a list option's variable on whitespace: "/models/my model" must stay whole."""
+    monkeypatch.setenv("RERANKD_MODEL", "/models/my model, other")
+    monkeypatch.setenv("RERANKD_SERVED_MODEL_NAME", "My Reranker,b")
+    assert env_list(None, "RERANKD_MODEL") == ["/models/my model", "other"]
+    assert env_list(["given"], "RERANKD_MODEL") == ["given"]  # the command line wins
+    entries = model_entries(
+        env_list(None, "RERANKD_MODEL"), None, env_list(None, "RERANKD_SERVED_MODEL_NAME"), None, None
+    )
+    assert [(e.model, e.served_name) for e in entries] == [
+        ("/models/my model", "My Reranker"),
+        ("other", "b"),
+    ]
+    monkeypatch.delenv("RERANKD_MODEL")
+    assert env_list(None, "RERANKD_MODEL") is None
+
+
+def test_settings_refuse_two_models_under_one_name() -> None:
+    """Outside the CLI too (a Serve config, create_app): the second would replace the first's engine."""
+    with pytest.raises(ValueError, match="two models are served under the name 'a'"):
+        ServerSettings(model="x", served_model_name="a", models=(ModelConfig(model="y", served_name="a"),))
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from rerankd.scaleout.batch import (
 )
 from rerankd.scaleout.batch_scorers import chunk_jobs
 from rerankd.scaleout.scale import ScaleConfig, scale_config
-from rerankd.scaleout.serve import settings_from_args
+from rerankd.scaleout.serve import serve_args, settings_from_args
 from rerankd.server.settings import ServerSettings
 
 CPU = ModelConfig(model="m", device="cpu")
@@ -224,9 +224,26 @@ def test_cli_app_builder_mounts_the_ui_unless_told_not_to(monkeypatch: pytest.Mo
 
     built: list[tuple[ServerSettings, ScaleConfig, list[object]]] = []
     monkeypatch.setattr(
-        ray_serve, "build_application", lambda s, scale, mounts=(): built.append((s, scale, list(mounts)))
+        ray_serve,
+        "build_application",
+        lambda s, scale, mounts=(), scales=None: built.append((s, scale, list(mounts))),
     )
     app_builder({"model": "m", "device": "cpu", "replicas": "2"})
     app_builder({"model": "m", "device": "cpu", "ui": False})
     assert [b[2] for b in built] == [[mount_ui], []]
     assert built[0][1].replicas == 2 and built[0][0].model_config() == CPU
+
+
+def test_serve_config_gives_each_model_the_gpus_of_its_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU model first and a CUDA one after: the second reserves a GPU, the first none."""
+    monkeypatch.delenv("RERANKD_RAY_NUM_GPUS", raising=False)
+    _, scales = serve_args(
+        {"model": "org/a", "device": "cpu", "models": [{"model": "org/b", "device": "cuda"}]}
+    )
+    assert [s.num_gpus for s in scales] == [0.0, 1.0]
+
+
+def test_serve_config_reads_several_models_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERANKD_MODEL", "org/a, org/b")
+    settings, scales = serve_args({})
+    assert settings.model_names == ("org/a", "org/b") and len(scales) == 2

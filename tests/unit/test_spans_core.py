@@ -9,7 +9,7 @@ import pytest
 from rerankd.client._dialects import Request, parse_rerank_answer
 from rerankd.client.errors import InvalidResponseError
 from rerankd.errors import InvalidRequest
-from rerankd.spans import SpanRequest, SpanSearch, bound_windows, choose, tidy
+from rerankd.spans import SpanRequest, SpanSearch, bound_windows, choose, tidy, windows_per_span
 from rerankd.types import Span
 from rerankd.ui.render import highlight
 
@@ -41,6 +41,10 @@ def test_choose_skips_overlaps_and_merges_touching_windows() -> None:
     apart = choose("aaaa bbbb X cccc dddd", [(0, 4), (12, 16)], [1.0, 2.0], max_spans=3)
     assert [(g.start, g.end, g.score) for g in apart] == [(0, 4, 1.0), (12, 16, 2.0)]
     assert len(choose(text, windows, [0.1, 0.9, 0.5, 0.4], max_spans=1)) == 1
+    # A merged span never joins more windows than fit the model: here one each, so nothing merges.
+    capped = choose(text, windows, [0.1, 0.9, 0.5, 0.4], max_spans=3, max_merged=1)
+    assert [(g.start, g.end) for g in capped] == [(5, 14), (15, 24)]
+    assert windows_per_span(room=490, window_tokens=64) == 7 and windows_per_span(10, 64) == 1
 
 
 def test_search_rounds() -> None:

@@ -259,3 +259,30 @@ def test_the_servers_warnings_are_shown() -> None:
     status = present(result, ["a", "b"], 0.1).status
     assert "document 1 was cut &lt;to fit&gt;" in status
     assert "⚠" not in present(RerankResult((RankedDocument(0, 0.9),), model="m"), ["a"], 0.1).status
+
+
+async def test_a_picked_model_keeps_its_own_instruction_when_the_box_is_unchanged() -> None:
+    """The instruction box starts with the first model's; sent as is, it would override the picked
+    model's own configured instruction. Unchanged it is left out; edited it is sent."""
+    from rerankd.types import RerankResult
+
+    sent: list[tuple[str | None, str | None]] = []
+
+    class Recorder:
+        def __init__(self, model: str | None) -> None:
+            self.model = model
+
+        async def rerank(self, query: str, documents: Any, **kw: Any) -> RerankResult:
+            sent.append((self.model, kw.get("instruction")))
+            return RerankResult(results=(), model=self.model or "")
+
+    backend = Backend(
+        lambda key, model=None: Recorder(model),
+        where="in-process",
+        needs_key=False,
+        default_instruction="first model's",
+        models=("a", "b"),
+    )
+    for instruction in ("first model's", "my own"):
+        await backend.rerank("q", ["d"], instruction=instruction, top_n=None, api_key=None, model="b")
+    assert sent == [("b", None), ("b", "my own")]

@@ -17,6 +17,7 @@ Every key but `model` is optional; an unset one takes the command line's value f
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ class ModelEntry:
     template: str | None = None
     instruction: str | None = None
     trust_remote_code: bool | None = None
+
+
+def env_list(values: Sequence[str] | None, variable: str) -> list[str] | None:
+    """The option's values, or else the environment variable's, split on commas (never on spaces)."""
+    if values:
+        return list(values)
+    raw = os.environ.get(variable, "")
+    return [v.strip() for v in raw.split(",") if v.strip()] or None
 
 
 def split_models(values: Sequence[str] | None) -> list[str]:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rerankd.cli.models_file import ModelEntry, aligned, duplicate_names, read_models_file, split_models
+from rerankd.cli.models_file import (
+    ModelEntry,
+    aligned,
+    duplicate_names,
+    env_list,
+    read_models_file,
+    split_models,
+)
 from rerankd.cli.options import (
     DEVICE,
     DTYPE,
@@ -101,7 +108,6 @@ ServeModelOpt = Annotated[
         "-m",
         help="Hub id or local directory of a model (repeatable: one engine per model; a request's "
         "`model` picks one, the first when absent; comma-separated in RERANKD_MODEL).",
-        envvar="RERANKD_MODEL",
     ),
 ]
 PER_MODEL = "once for every model, or once per --model in order"
@@ -135,18 +141,18 @@ def serve(
     served_model_name: Annotated[
         list[str] | None,
         typer.Option(
-            help="The name clients see (default: the --model value); once per --model, in order.",
-            envvar="RERANKD_SERVED_MODEL_NAME",
+            help="The name clients see (default: the --model value); once per --model, in order "
+            "(comma-separated in RERANKD_SERVED_MODEL_NAME).",
         ),
     ] = None,
     instruction: InstructionOpt = None,
     device: Annotated[
-        list[str] | None, typer.Option(help=f"{DEVICE_HELP}; {PER_MODEL}.", envvar="RERANKD_DEVICE")
+        list[str] | None, typer.Option(help=f"{DEVICE_HELP}; {PER_MODEL} (RERANKD_DEVICE: comma-separated).")
     ] = None,
     dtype: Annotated[
         list[str] | None,
         typer.Option(
-            help=f"{', '.join(DTYPE_CHOICES)} (int8: CPU only); {PER_MODEL}.", envvar="RERANKD_DTYPE"
+            help=f"{', '.join(DTYPE_CHOICES)} (int8: CPU only); {PER_MODEL} (RERANKD_DTYPE: comma-separated)."
         ),
     ] = None,
     max_length: MaxLengthOpt = MAX_LENGTH,
@@ -194,7 +200,15 @@ def serve(
         from rerankd.server.run import EARLY_SIGNALS
 
         EARLY_SIGNALS.install()
-    entries = model_entries(model, models_file, served_model_name, dtype, device)
+    # Read here, not by click: click splits a list option's variable on whitespace, which would cut
+    # "/models/my model" or a served name with a space in two. These split on commas.
+    entries = model_entries(
+        env_list(model, "RERANKD_MODEL"),
+        models_file,
+        env_list(served_model_name, "RERANKD_SERVED_MODEL_NAME"),
+        env_list(dtype, "RERANKD_DTYPE"),
+        env_list(device, "RERANKD_DEVICE"),
+    )
     keys = [k.strip() for item in api_key or [] for k in item.split(",") if k.strip()]
     if api_key_file is not None:
         keys += read_key_file(existing_file(api_key_file, "--api-key-file"))
@@ -315,7 +329,7 @@ def app_builder(args: Mapping[str, Any]) -> Any:
     """A Serve config file's or KubeRay RayService's `import_path: rerankd.cli.serve:app_builder`: the
     application of `rerankd serve --ray`, web UI included unless `ui: false`. The args are those of
     `rerankd.scaleout.serve.app_builder` (which mounts no UI)."""
-    from rerankd.scaleout.serve import build_application, settings_from_args
+    from rerankd.scaleout.serve import build_application, serve_args
 
-    settings, scale = settings_from_args(args)
-    return build_application(settings, scale, mounts(settings))
+    settings, scales = serve_args(args)
+    return build_application(settings, scales[0], mounts(settings), scales=scales)

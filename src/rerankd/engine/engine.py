@@ -16,7 +16,7 @@ from rerankd.engine.cache import ScoreCache
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, ModelInfo, Scorer, sigmoid
 from rerankd.ranking import max_pool, rank
-from rerankd.spans import SpanRequest, SpanSearch, overlap_of
+from rerankd.spans import SpanRequest, SpanSearch, overlap_of, windows_per_span
 from rerankd.types import Span
 
 DEFAULT_OVERLAP_TOKENS = 32
@@ -302,13 +302,15 @@ class RerankEngine:
         instr = self._instr(instruction)
 
         def windows() -> tuple[SpanSearch, list[EncodedPair]]:
-            size = request.window_tokens(self.scorer.room(query, instr))
+            room = self.scorer.room(query, instr)
+            size = request.window_tokens(room)
             search = SpanSearch(
                 [documents[i] for i in chosen],
                 lambda d: self.scorer.windows(
                     d, window_tokens=size, overlap_tokens=overlap_of(size), max_tokens=region
                 ),
                 request.max_spans,
+                windows_per_span(room, size),
             )
             return search, self._encode_all(query, search.windows_to_score(), instr)
 

@@ -45,6 +45,10 @@ def max_token_chars(tokenizer: Any) -> int | None:
     """The longest vocabulary entry, in characters: an upper bound on the characters one token covers.
     Byte-level BPE writes each byte as one character and SentencePiece each space as one "▁", so an
     entry is never shorter than the text it stands for (Qwen3: 128, a run of spaces)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "WordPiece":
+        # WordPiece reads a word too long for it as one [UNK], whatever its length: no bound.
+        return None
     try:
         vocab = tokenizer.get_vocab()
     except (AttributeError, NotImplementedError):

@@ -83,6 +83,12 @@ SCALE_ARGS = (
 
 
 def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleConfig]:
+    """`serve_args` with the first model's shape only (kept for callers that serve one model)."""
+    settings, scales = serve_args(args)
+    return settings, scales[0]
+
+
+def serve_args(args: Mapping[str, Any]) -> tuple[ServerSettings, list[ScaleConfig]]:
     """A Serve config file's `args` as ServerSettings and ScaleConfig: any ServerSettings field (model,
     api_keys as a list or a comma-separated string, max_batch_tokens, `models`: a list of tables with
     ModelConfig's fields for the models served after `model`...) plus the SCALE_ARGS
@@ -93,12 +99,15 @@ def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleCo
     unknown = sorted(set(args) - set(_SETTING_FIELDS))
     if unknown:
         raise ValueError(f"unknown rerankd args: {', '.join(unknown)}")
+    extra = args.pop("models", None) or ()
     if "model" not in args and os.environ.get("RERANKD_MODEL"):
-        args["model"] = os.environ["RERANKD_MODEL"]
-    if "model" not in args:
+        # Comma-separated, as `rerankd serve` reads it: the first is `model`, the rest come before `models`.
+        first, *rest = [m.strip() for m in os.environ["RERANKD_MODEL"].split(",") if m.strip()] or [""]
+        args["model"] = first
+        extra = [{"model": m} for m in rest] + list(extra)
+    if not args.get("model"):
         raise ValueError("args.model (or RERANKD_MODEL) is required")
     keys = args.pop("api_keys", None) or os.environ.get("RERANKD_API_KEY", "")
-    extra = args.pop("models", None) or ()
     if not isinstance(extra, (list, tuple)) or not all(isinstance(m, (dict, ModelConfig)) for m in extra):
         raise ValueError("args.models must be a list of model tables (model, served_name, dtype, device...)")
     models = tuple(m if isinstance(m, ModelConfig) else ModelConfig(**m) for m in extra)
@@ -114,17 +123,21 @@ def settings_from_args(args: Mapping[str, Any]) -> tuple[ServerSettings, ScaleCo
         settings_args[name] = value
     settings = ServerSettings(api_keys=tuple(keys), models=models, **settings_args)
     autoscale = scale_args.pop("autoscale", None)
-    scale = scale_config(
-        settings.model_config(), autoscale=str(autoscale) if autoscale else None, **scale_args
-    )
-    return settings, scale
+    # One shape per model: the GPUs a replica reserves follow its own model's device (unless num_gpus
+    # is given, which then holds for every model).
+    scales = [
+        scale_config(config, autoscale=str(autoscale) if autoscale else None, **scale_args)
+        for config in settings.model_configs()
+    ]
+    return settings, scales
 
 
 def app_builder(args: Mapping[str, Any]) -> Any:
     """Entry point for a Serve config file or KubeRay's RayService (`import_path:
     rerankd.scaleout.serve:app_builder`), without the web UI; `rerankd.cli.serve:app_builder` takes
     the same args and mounts the UI unless `ui: false`. See `settings_from_args` for the args."""
-    return build_application(*settings_from_args(args))
+    settings, scales = serve_args(args)
+    return build_application(settings, scales[0], scales=scales)
 
 
 class _Signals:

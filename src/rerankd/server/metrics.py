@@ -37,7 +37,9 @@ class Metrics:
             "rerankd_batch_tokens", "Padded tokens per model batch", model, buckets=TOKEN_BUCKETS, registry=r
         )
         self.pairs_scored = Counter("rerankd_pairs_scored", "Pairs scored by the model", model, registry=r)
-        self.prompt_tokens = Counter("rerankd_prompt_tokens", "Tokens read by the model", registry=r)
+        self.prompt_tokens = Counter(
+            "rerankd_prompt_tokens", "Tokens read by the model (the answers' usage)", model, registry=r
+        )
         self.cache_hits = Counter(
             "rerankd_score_cache_hits",
             "Pairs answered from the score cache (--score-cache)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rerankd.errors import InvalidRequest
@@ -59,6 +59,12 @@ class Bounds:
     max_chunks_per_doc: int = MAX_CHUNKS_PER_DOC
     max_span_pairs: int = MAX_SPAN_PAIRS
 
+    def at_length(self, max_length: int) -> Bounds:
+        """These bounds for a model whose real length is `max_length` (known once it is loaded; never
+        more than configured)."""
+        max_length = min(max_length, self.max_length)
+        return self if max_length == self.max_length else replace(self, max_length=max_length)
+
     def check(self, *, instruction: str | None, max_chunks_per_doc: int | None) -> None:
         if max_chunks_per_doc is not None and max_chunks_per_doc > self.max_chunks_per_doc:
             raise InvalidRequest(
@@ -78,6 +84,7 @@ class Bounds:
         *,
         max_tokens_per_doc: int | None,
         max_chunks_per_doc: int | None,
+        max_queue: int | None = None,
     ) -> None:
         """Refuse a spans request whose windows could exceed `max_span_pairs`, counted without a
         tokenizer (`rerankd.spans.bound_windows`: no more tokens than UTF-8 bytes, nor than the
@@ -88,6 +95,14 @@ class Bounds:
         bounds = sorted((bound_windows(t, size, region) for t in texts), reverse=True)
         kept = bounds[: spans.top_n] if spans.top_n is not None else bounds
         pairs = sum(kept) + len(kept) * (spans.max_spans // 2)
+        if max_queue is not None and pairs > max_queue:
+            # The windows go through the queue in one round: past its size they would be refused only
+            # after the documents were scored.
+            raise InvalidRequest(
+                f"return_spans with span_tokens={size} could score up to {pairs} windows for these "
+                f"documents, more than this server's queue of {max_queue} (--max-queue); send a larger "
+                "span_tokens, a smaller top_n, or fewer or shorter documents"
+            )
         if pairs > self.max_span_pairs:
             raise InvalidRequest(
                 f"return_spans with span_tokens={size} could score up to {pairs} windows for these "
@@ -111,5 +126,6 @@ class Bounds:
         if not truncate:
             return list(texts)
         tokens = min(self.max_length, max_tokens_per_doc or self.max_length)
-        keep = tokens * max(1, max_chunks_per_doc or 1) * (token_chars or CHARS_PER_TOKEN_CAP)
+        per_token = max(CHARS_PER_TOKEN_CAP, token_chars or 0)
+        keep = tokens * max(1, max_chunks_per_doc or 1) * per_token
         return [t if len(t) <= keep else t[:keep] for t in texts]

@@ -114,6 +114,9 @@ class ServingRerank:
         texts = request_texts(items, req.rank_fields)
         engine = self.state.require_engine(model)
         check_truncation(req.truncate_prompt_tokens, engine.info.max_length)
+        # The loaded model's own length (a cross-encoder's 512, not the configured 8192) bounds the clip
+        # and the span count.
+        bounds = bounds.at_length(engine.info.max_length)
         max_tokens = req.max_tokens_per_doc or req.truncate_prompt_tokens
         truncate = req.truncate is not False
         clipped = bounds.clip(
@@ -126,7 +129,11 @@ class ServingRerank:
         spans = span_request(req)
         if spans is not None:
             bounds.check_spans(
-                clipped, spans, max_tokens_per_doc=max_tokens, max_chunks_per_doc=req.max_chunks_per_doc
+                clipped,
+                spans,
+                max_tokens_per_doc=max_tokens,
+                max_chunks_per_doc=req.max_chunks_per_doc,
+                max_queue=self.state.settings.max_queue,
             )
         scored = await engine.rerank_scores(
             req.query,
@@ -139,6 +146,7 @@ class ServingRerank:
             truncate=truncate,
             spans=spans,
         )
+        self.state.metrics.prompt_tokens.labels(model).inc(scored.prompt_tokens)
         ranked = rank(scored.scores, top_n=req.top_n)
         if req.is_tei:
             return tei_ranks(ranked, texts if req.wants_documents else None)
@@ -182,6 +190,7 @@ class ServingScore:
             max_tokens_per_doc=req.truncate_prompt_tokens,
             raw=req.wants_raw,
         )
+        self.state.metrics.prompt_tokens.labels(model).inc(scored.prompt_tokens)
         return score_response(scored, request_id=request_id, model=model)
 
 

@@ -51,6 +51,17 @@ class ServerSettings:
     # gets its own engine (batcher, queue, score cache) and its own length limit.
     models: tuple[ModelConfig, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Two models under one name: the second would replace the first's engine (and its batcher
+        # would never stop), so refuse it wherever settings are built (CLI, Serve config, create_app).
+        names = [m.name for m in self.model_configs()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"two models are served under the name {', '.join(map(repr, twice))}: give each its own "
+                "served name (--served-model-name, or served_name in the models file)"
+            )
+
     @classmethod
     def of(cls, model: ModelConfig, batch: BatchConfig | None = None, **http: Any) -> ServerSettings:
         """Settings from the two configs plus HTTP options (host, port, api_keys, limits...); `models=`

@@ -160,6 +160,9 @@ class Backend:
         """`model`: one of `models` (the picker's choice); None: the server's default."""
         key = api_key or self.default_key
         model = model if model and self.several else None
+        if model is not None and instruction == self.default_instruction:
+            # The box still holds the first model's instruction: each model then uses its own.
+            instruction = None
         # return_spans only when asked: a reranker that predates spans still ranks.
         extra: dict[str, Any] = {"return_spans": True, "span_tokens": SPAN_TOKENS} if spans else {}
         try:
@@ -182,7 +185,9 @@ class Backend:
         except errors.TimeoutError:
             where = self._where_text()
             raise UIError(f"{where[:1].upper()}{where[1:]} did not answer in time; try again.") from None
-        except errors.NotFoundError:
+        except errors.NotFoundError as e:
+            if e.server_code == "model_not_found":  # the server's models changed since the page asked
+                raise UIError(f"404: {e.message}. Reload the page to see the models it serves now.") from None
             raise UIError(
                 f"{self.where} answered 404: is it the base URL of a rerankd server (no /v1/rerank)?"
             ) from None
