@@ -16,6 +16,7 @@ from rerankd.config import SMOKE_MARKER, SMOKE_WARNING
 from rerankd.errors import ModelLoadError, UnsupportedModelError
 from rerankd.models.base import Family, ModelInfo, Scorer
 from rerankd.models.families import FAMILIES, QWEN3, LLMFamily, family_named, recognise
+from rerankd.models.kernels import apply_kernels
 from rerankd.models.precision import (  # resolve_dtype: also imported from here
     INT8,
     auto_dtype,
@@ -242,6 +243,7 @@ def load_scorer(
     if load_dtype != torch_dtype:
         convert_in_place(net, torch_dtype)
     net.to(dev).eval()
+    apply_kernels(net)  # fused eager norms, SiLU-mul, RoPE, residual adds; RERANKD_FUSED=off: transformers'
     if int8:
         # Only the backbone: the yes/no rows (and a cross-encoder's head) are read in fp32.
         quantize_int8(net.base_model)
