@@ -5,7 +5,6 @@ are never patched (the reference in the parity tests keeps transformers' RoPE)."
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -116,22 +115,3 @@ def test_revert_and_modules_untouched(qwen3_dir: Path, monkeypatch: pytest.Monke
     assert not kernels.apply_kernels(scorer.model, "off").applied
     with pytest.raises(ValueError, match="auto, on or off"):
         kernels.apply_kernels(scorer.model, "fast")
-
-
-def test_allocator_setting_keeps_scores(qwen3_dir: Path) -> None:
-    """The glibc setting changes where memory comes from, never a value; in a thread too (the
-    server's engine scores on its own thread, in another malloc arena)."""
-    scorer: Any = load_scorer(str(qwen3_dir), device="cpu", dtype="float32")
-    before = _scores(scorer)
-    took = kernels.tune_allocator(True)
-    try:
-        out: list[list[float]] = []
-        worker = threading.Thread(target=lambda: out.append(_scores(scorer)))
-        worker.start()
-        worker.join()
-        big = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB: above glibc's largest mmap threshold
-        assert int(big.sum()) == 64 << 20
-        assert out == [before] and _scores(scorer) == before
-    finally:
-        kernels.tune_allocator(False)
-    assert took == (kernels._libc() is not None)

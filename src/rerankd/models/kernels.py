@@ -8,6 +8,7 @@ allocates the sum. The replacements below compute the same values with fewer tem
 - RMSNorm: one fp32 copy (the math stays fp32, as transformers does it), the sum of squares by
   `torch.linalg.vecdot` (no squared temporary), the scale applied in place, one cast down, the
   weight in place. Gemma's `(1 + w)` variant multiplies in fp32 before the cast, as Gemma does.
+  In fp32 the scaled copy is the only full-size allocation.
   (`torch.nn.functional.rms_norm` was measured and is not used: on CPU in torch 2.13 it is composite,
   no faster than transformers' code in fp32 and slower in bf16.)
 - SiLU·mul: the activation in place on the gate projection's output, then the up projection's output
@@ -72,8 +73,9 @@ def _inv_rms(h: torch.Tensor, eps: float) -> torch.Tensor:
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """transformers' Llama/Qwen RMSNorm: `weight * (x / rms(x)).to(x.dtype)`, the normalisation in fp32."""
-    h = x.to(torch.float32, copy=True)  # never normalise the caller's tensor (the residual) in place
-    h.mul_(_inv_rms(h, eps))
+    h = x.float()  # bf16: the fp32 copy; fp32: x itself, which is the residual and stays untouched
+    inv = _inv_rms(h, eps)
+    h = x * inv if h is x else h.mul_(inv)
     out = h.to(x.dtype)
     return out.mul_(weight) if out.dtype == weight.dtype else weight * out
 
@@ -131,39 +133,6 @@ def _layer_forward(module: Any, *args: Any, original: Callable[..., Any], **kwar
     h = h.add_(hidden) if h is not hidden else h + hidden  # o_proj's output: a fresh tensor
     m = module.mlp(module.post_attention_layernorm(h))
     return m.add_(h) if m is not h else m + h
-
-
-# glibc mallopt parameters.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_RETAIN_BYTES = 1 << 30  # freed heap kept for reuse up to this much before it is handed back
-
-
-@functools.cache
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    lib = ctypes.CDLL(name) if name else None
-    return lib if lib is not None and hasattr(lib, "mallopt") else None
-
-
-def tune_allocator(on: bool = True) -> bool:
-    """glibc serves every allocation above 32 MiB (often above 128 KiB) by a fresh mmap and unmaps it at
-    free, so each large activation tensor of a forward pass page-faults its memory in again: a 48 MiB
-    fp32 MLP intermediate costs ~12k page faults per layer. On: large blocks come from the heap and freed
-    ones stay there for the next pass (up to 1 GiB kept). Off: glibc's steady state after its dynamic
-    threshold has risen (mmap above 32 MiB, trim above 64 MiB). True if glibc took the settings."""
-    libc = _libc()
-    if libc is None:  # not glibc (musl, macOS, Windows): nothing to tune
-        return False
-    if on:
-        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, _RETAIN_BYTES))
-    return bool(
-        libc.mallopt(_M_MMAP_MAX, 65536)
-        and libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        and libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-    )
 
 
 @functools.cache
@@ -274,5 +243,4 @@ __all__ = [
     "apply_rotary_pos_emb",
     "rms_norm",
     "rms_norm_offset",
-    "tune_allocator",
 ]
