@@ -21,6 +21,7 @@ from rerankd.models.precision import (  # resolve_dtype: also imported from here
     INT8,
     auto_dtype,
     convert_in_place,
+    int8_advice,
     quantize_int8,
     resolve_dtype,
     stored_dtype,
@@ -225,6 +226,9 @@ def load_scorer(
     torch_dtype = resolve_dtype(dtype, dev)
     int8 = isinstance(dtype, str) and dtype in INT8
     dtype_name = "int8" if int8 else str(torch_dtype).removeprefix("torch.")
+    if int8:  # accepted as ever; says where bf16 is the better choice (also in /v1/models dtype_reason)
+        reason = int8_advice()
+        log.warning("dtype int8: %s", reason)
     if dev.type == "cpu":
         configure_threads()
     source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
