@@ -135,8 +135,17 @@ def _layer_forward(module: Any, *args: Any, original: Callable[..., Any], **kwar
     return m.add_(h) if m is not h else m + h
 
 
-@functools.cache
-def _attention_with_rope(cls: type) -> Callable[..., Any] | None:
+_FAST_ATTENTION: dict[str, Callable[..., Any] | None] = {}
+
+
+def _attention_with_rope(key: str, cls: Any) -> Callable[..., Any] | None:
+    """One copy per attention class (`key` names it)."""
+    if key not in _FAST_ATTENTION:
+        _FAST_ATTENTION[key] = _build_attention_with_rope(cls)
+    return _FAST_ATTENTION[key]
+
+
+def _build_attention_with_rope(cls: Any) -> Callable[..., Any] | None:
     """`cls.forward` (undecorated) with its `apply_rotary_pos_emb` resolved to ours: a copy of the function
     with its own globals, so the modeling module itself (and any other model using it, such as the
     reference in tests) keeps transformers' RoPE. If the module's function is replaced later (the
@@ -221,7 +230,7 @@ def apply_kernels(model: torch.nn.Module, mode: str | None = None) -> KernelsRes
         ):
             _patch_forward(m, _mlp_forward, result, "mlp")
         elif name.endswith("Attention") and type(m).__module__ in _ROPE_MODULES:
-            fast = _attention_with_rope(type(m))
+            fast = _attention_with_rope(type(m).__module__ + ":" + type(m).__qualname__, type(m))
             if fast is not None:
                 _patch_forward(
                     m, functools.partial(_attention_forward, fast=fast, original=m.forward), result, "rope"
