@@ -5,24 +5,25 @@ RMSNorm upcasts, squares, means, multiplies, downcasts and multiplies again; RoP
 by negating and concatenating; the MLP allocates SiLU's output and the product; each residual add
 allocates the sum. The replacements below compute the same values with fewer temporaries:
 
-- RMSNorm: one fp32 copy (the math stays fp32, as transformers does it), the sum of squares by
-  `torch.linalg.vecdot` (no squared temporary), the scale applied in place, one cast down, the
-  weight in place. Gemma's `(1 + w)` variant multiplies in fp32 before the cast, as Gemma does.
-  In fp32 the scaled copy is the only full-size allocation.
-  (`torch.nn.functional.rms_norm` was measured and is not used: on CPU in torch 2.13 it is composite,
-  no faster than transformers' code in fp32 and slower in bf16.)
+- RMSNorm: the math in fp32 as transformers does it (bf16: one fp32 copy, scaled in place, one cast
+  down; fp32: the scaled tensor is the only full-size allocation), the sum of squares by
+  `torch.linalg.vecdot` (no squared temporary kept), the weight multiplied in place. Gemma's
+  `(1 + w)` variant multiplies in fp32 before the cast, as Gemma does. (`torch.nn.functional.rms_norm`
+  was measured and is not used: on CPU in torch 2.13 it is composite, no faster than transformers'
+  code in fp32 and slower in bf16.)
 - SiLU·mul: the activation in place on the gate projection's output, then the up projection's output
   multiplied into it.
 - RoPE: `q * cos` once, then each half's rotated term added into its half in place: one full-size and
-  two half-size allocations per tensor instead of four and one, the same roundings. Patched per attention module (a copy of its forward that resolves the name to
-  ours), never module-wide: other models of the family keep transformers' function. cos/sin are already computed once per forward pass and shared by every
-  layer (transformers passes `position_embeddings`), so nothing is left to precompute there.
+  two half-size allocations per tensor instead of four and one, the same roundings. Patched per
+  attention module (a copy of its forward that resolves the name to ours), never module-wide: other
+  models of the family keep transformers' function. cos/sin are already computed once per forward
+  pass and shared by every layer (transformers passes `position_embeddings`): nothing to precompute.
 - Residual adds: the attention's and the MLP's outputs are fresh tensors (their output projections'),
   so the residual is added into them in place (Qwen2/Qwen3/Llama decoder layers).
 
 Each replacement rounds where transformers' code rounds, so scores equal transformers' path bit for bit
-in fp32 and bf16 on the models tested (tests/integration/test_kernels.py asserts 1e-6). Only classes known
-to have these semantics are patched; anything else keeps transformers' code. $RERANKD_FUSED=off loads
+in fp32 and bf16 on the models tested (tests/integration/test_kernels.py). Only classes known to
+have these semantics are patched; anything else keeps transformers' code. $RERANKD_FUSED=off loads
 the eager transformers path unchanged (the reference in tests), `on` patches on every device, `auto`
 (the default) on CPU only (the GPU path is unmeasured).
 """
