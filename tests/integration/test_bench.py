@@ -13,7 +13,8 @@ from pathlib import Path
 def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "rerankd.bench", "--model", str(qwen3_dir), "--quick"]
-    cmd += ["--workloads", "A,C", "--variants", "reference,float32", "--clients", "2", "--output", str(out)]
+    cmd += ["--workloads", "A,C", "--variants", "reference,float32,float32-eager", "--clients", "2"]
+    cmd += ["--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -21,11 +22,14 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     assert list(rows) == [
         ("A", "reference"),
         ("A", "float32"),
+        ("A", "float32-eager"),
         ("C", "float32 offline"),
         ("C", "float32 server x2"),
     ], proc.stderr[-3000:]
     assert rows["A", "float32"]["max_diff"] < 1e-5  # rerankd in fp32 is the reference algorithm
     assert rows["A", "float32"]["tokens"] == rows["A", "reference"]["tokens"]
+    # Without the fused kernels (RERANKD_FUSED=off in that child): the same scores, bit for bit.
+    assert rows["A", "float32-eager"]["scores"] == rows["A", "float32"]["scores"]
     server = rows["C", "float32 server x2"]
     assert server["max_diff"] < 1e-5 and server["vs_offline"] > 0 and server["peak_rss_gib"] > 0
     assert "| C | float32 server x2 |" in proc.stdout

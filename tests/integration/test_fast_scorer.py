@@ -14,6 +14,7 @@ from rerankd import Reranker
 from rerankd.errors import InvalidRequest
 from rerankd.models.base import EncodedPair, PlannedBatch, score_encoded, sigmoid
 from rerankd.models.causal_lm import YesNoScorer
+from rerankd.models.cpu import CpuFeatures
 from rerankd.models.prefix import prefix_groups
 from rerankd.testing.reference import ReferenceQwen3Reranker
 
@@ -177,6 +178,10 @@ def test_int8_replaces_backbone_linears_only(qwen3_dir: Path) -> None:
     model = low.scorer.model  # type: ignore[attr-defined]
     assert not any(isinstance(m, torch.nn.Linear) for m in model.base_model.modules())
     assert low.scorer._head.dtype == torch.float32  # type: ignore[attr-defined]
+    # Still accepted, and it says whether it pays on this CPU: where bf16 is native it steers to bf16.
+    cpu = CpuFeatures.detect()
+    steer = "use dtype bfloat16" in low.info.dtype_reason
+    assert low.info.dtype == "int8" and steer == (cpu.amx or cpu.avx512_bf16), low.info.dtype_reason
 
 
 def test_int8_is_cpu_only(qwen3_dir: Path) -> None:

@@ -10,7 +10,8 @@ tokenizer), built once under benchmarks/.models/; speed does not depend on weigh
 
 Modules: `workloads` (the model and the seeded requests), `machine` (CPU facts, matmul peaks, limits),
 `runner` (variants in child processes, the server under load), `report` (BenchRow, table, JSON).
-Also measured: `auto` (whatever dtype="auto" loads here, named in its row), `bfloat16+compile` (bf16 with
+Also measured: `auto` (whatever dtype="auto" loads here, named in its row), `float32-eager` and
+`bfloat16-eager` (RERANKD_FUSED=off: without rerankd.models.kernels), `bfloat16+compile` (bf16 with
 rerankd.models.fused: inductor-compiled norms, MLP and RoPE; warm-up outside the timed part) and, when
 sentence-transformers is installed and the model has its layout, its CrossEncoder as a peer. The header
 names the CPU's features (AMX, avx512_bf16, VNNI) and the dtype `auto` would pick from them.

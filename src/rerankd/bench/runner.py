@@ -23,7 +23,18 @@ from rerankd.bench.workloads import Request
 # reference: the official algorithm, fp32. auto: what dtype="auto" loads on this machine.
 # bfloat16+compile: bf16 with rerankd.models.fused (inductor-compiled norms, MLP, RoPE).
 # st-crossencoder: sentence-transformers' CrossEncoder on the same model, when installed (a peer).
-VARIANTS = ("reference", "float32", "bfloat16", "bfloat16+compile", "int8", "auto", "st-crossencoder")
+# *-eager: that dtype with RERANKD_FUSED=off (transformers' forwards, no rerankd.models.kernels).
+VARIANTS = (
+    "reference",
+    "float32",
+    "float32-eager",
+    "bfloat16",
+    "bfloat16-eager",
+    "bfloat16+compile",
+    "int8",
+    "auto",
+    "st-crossencoder",
+)
 
 Say = Callable[[str], None]
 
@@ -73,7 +84,9 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
         from rerankd.config import BatchConfig, ModelConfig
         from rerankd.reranker import load_reranker
 
-        dtype = "bfloat16" if variant == "bfloat16+compile" else variant
+        dtype = "bfloat16" if variant == "bfloat16+compile" else variant.removesuffix("-eager")
+        if variant.endswith("-eager"):
+            os.environ["RERANKD_FUSED"] = "off"  # this child only
         config = ModelConfig(model=model_dir, device="cpu", dtype=dtype)
         rr = load_reranker(config, BatchConfig(max_batch_tokens=max_batch_tokens))
         extra["dtype"] = rr.info.dtype  # what auto resolved to; int8's matmuls are set against int8's peak

@@ -25,7 +25,7 @@ class ModelInfo:
     dtype: str
     device: str
     templated: bool  # True when the server applies a prompt template (clients must not)
-    dtype_reason: str = ""  # why dtype "auto" picked this dtype (empty when the dtype was asked for)
+    dtype_reason: str = ""  # why "auto" picked this dtype; for int8, whether it pays here; else empty
     warning: str | None = None  # e.g. a random-weight smoke-test model
     template: str | None = None  # the LLM reranker format (rerankd.models.families); None: cross-encoder
     weight_bytes: int = 0  # the loaded weights' memory (parameters and buffers, tied ones once); 0: unknown

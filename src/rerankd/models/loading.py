@@ -17,10 +17,12 @@ from rerankd.config import SMOKE_MARKER, SMOKE_WARNING
 from rerankd.errors import ModelLoadError, UnsupportedModelError
 from rerankd.models.base import Family, ModelInfo, Scorer
 from rerankd.models.families import FAMILIES, QWEN3, LLMFamily, family_named, recognise
+from rerankd.models.kernels import apply_kernels
 from rerankd.models.precision import (  # resolve_dtype: also imported from here
     INT8,
     auto_dtype,
     convert_in_place,
+    int8_advice,
     quantize_int8,
     resolve_dtype,
     stored_dtype,
@@ -241,6 +243,9 @@ def load_scorer(
     torch_dtype = resolve_dtype(dtype, dev)
     int8 = isinstance(dtype, str) and dtype in INT8
     dtype_name = "int8" if int8 else str(torch_dtype).removeprefix("torch.")
+    if int8:  # accepted as ever; says where bf16 is the better choice (also in /v1/models dtype_reason)
+        reason = int8_advice()
+        log.warning("dtype int8: %s", reason)
     if dev.type == "cpu":
         configure_threads()
     source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
@@ -259,6 +264,7 @@ def load_scorer(
     if load_dtype != torch_dtype:
         convert_in_place(net, torch_dtype)
     net.to(dev).eval()
+    apply_kernels(net)  # fused eager norms, SiLU-mul, RoPE, residual adds; RERANKD_FUSED=off: transformers'
     if int8:
         # Only the backbone: the yes/no rows (and a cross-encoder's head) are read in fp32.
         quantize_int8(net.base_model)

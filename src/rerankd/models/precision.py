@@ -118,6 +118,26 @@ class _Int8Linear(torch.nn.Module):
         return y.to(x.dtype)
 
 
+def int8_advice() -> str:
+    """Why int8 is (or is not) worth it on this CPU, from measurements (benchmarks/README.md): where the
+    CPU multiplies bf16 natively, int8 is no faster than bf16 and drifts ~3x more; torchao's maintained
+    int8 path (0.18, `Int8DynamicActivationInt8WeightConfig`) measured 0.7x this one on CPU, so this
+    path stays on torch.ao's dynamic quantisation until a faster maintained one exists."""
+    from rerankd.models.cpu import CpuFeatures
+
+    cpu = CpuFeatures.detect()
+    if cpu.amx or cpu.avx512_bf16:
+        kind = "AMX" if cpu.amx else "avx512_bf16"
+        return (
+            f"int8 is no faster than bfloat16 on this CPU ({kind}: measured 0.46x bf16 with AMX, 1.0x with "
+            "avx512_bf16) and its scores drift ~3x more (~2e-2 vs fp32): use dtype bfloat16 or auto"
+        )
+    return (
+        "int8 (torch.ao dynamic quantisation): the fastest CPU path where bf16 is not native (measured "
+        "1.8x fp32 there), scores drift ~2e-2 vs fp32; float32 is the exact mode"
+    )
+
+
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of every nn.Linear inside `module`, in place, one layer at a time
     (each fp32 weight is released as soon as its int8 copy exists)."""
