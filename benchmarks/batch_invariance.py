@@ -33,10 +33,7 @@ from rerankd.models.causal_lm import YesNoScorer
 from rerankd.models.loading import load_scorer
 from rerankd.testing.synthetic import MID_QWEN3, build_qwen3_reranker, default_tokenizer_dir
 
-WORDS = (
-    "the capital city river gravity force python asyncio crawler data model query document search "
-    "relevant passage answer Beijing Paris France China 北京 首都 数据 异步 café naïve 🙂 1984 v2.0"
-).split()
+WORDS = ["the", "capital", "city", "river", "gravity", "force", "python", "asyncio", "crawler", "data", "model", "query", "document", "search", "relevant", "passage", "answer", "Beijing", "Paris", "France", "China", "北京", "首都", "数据", "异步", "café", "naïve", "🙂", "1984", "v2.0"]
 QUERIES = [
     "what is the capital of China?",
     "what is the capital of France and why?",  # shares its first tokens with the one above

@@ -34,6 +34,10 @@ from rerankd.models.invariant import (
 from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
 from rerankd.templates import YesNoTemplate
 
+# A batch-invariant pass is at least this wide: MKL's fp32 GEMM rounds differently below 12 rows (M not a
+# multiple of 4), so a short suffix alone (the template's tail and a word: ~10 tokens) would not match
+# the same rows inside a batch.
+MIN_PASS_WIDTH = 16
 # On CPU, one forward pass of ~4k tokens already runs the matrix multiplies near peak; more only adds
 # activation memory (about 60 KiB per token in fp32 for Qwen3-0.6B).
 CPU_FORWARD_TOKENS = 4096
@@ -334,7 +338,7 @@ class YesNoScorer:
         cache: PrefixKV | None = None
         pw = 0
         if shared:
-            pw = max(g for g, _ in shared)
+            pw = max(MIN_PASS_WIDTH, max(g for g, _ in shared))
             ids = torch.full((len(shared), pw), self.pad_id, dtype=torch.long)
             for row, (g, members) in enumerate(shared):
                 ids[row, :g] = torch.tensor(batch[members[0]].input_ids[:g], dtype=torch.long)
@@ -344,7 +348,7 @@ class YesNoScorer:
             cache.recording = False
             cache.rows = None if len(shared) == 1 else torch.tensor(group_of, device=device)
         slen = [len(e) - s for e, s in zip(batch, start, strict=True)]
-        sw = max(slen)
+        sw = max(MIN_PASS_WIDTH, max(slen))
         ids = torch.full((n, sw), self.pad_id, dtype=torch.long)
         for row, e in enumerate(batch):
             ids[row, : slen[row]] = torch.tensor(e.input_ids[start[row] :], dtype=torch.long)
