@@ -33,7 +33,38 @@ from rerankd.models.causal_lm import YesNoScorer
 from rerankd.models.loading import load_scorer
 from rerankd.testing.synthetic import MID_QWEN3, build_qwen3_reranker, default_tokenizer_dir
 
-WORDS = ["the", "capital", "city", "river", "gravity", "force", "python", "asyncio", "crawler", "data", "model", "query", "document", "search", "relevant", "passage", "answer", "Beijing", "Paris", "France", "China", "北京", "首都", "数据", "异步", "café", "naïve", "🙂", "1984", "v2.0"]
+WORDS = [
+    "the",
+    "capital",
+    "city",
+    "river",
+    "gravity",
+    "force",
+    "python",
+    "asyncio",
+    "crawler",
+    "data",
+    "model",
+    "query",
+    "document",
+    "search",
+    "relevant",
+    "passage",
+    "answer",
+    "Beijing",
+    "Paris",
+    "France",
+    "China",
+    "北京",
+    "首都",
+    "数据",
+    "异步",
+    "café",
+    "naïve",
+    "🙂",
+    "1984",
+    "v2.0",
+]
 QUERIES = [
     "what is the capital of China?",
     "what is the capital of France and why?",  # shares its first tokens with the one above
@@ -117,6 +148,7 @@ def main() -> int:
     ap.add_argument("--max-batch-tokens", type=int, default=8192)
     ap.add_argument("--time-rounds", type=int, default=2, help="interleaved timing rounds (0: none)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--time-only", action="store_true", help="skip the invariance figures; time the modes")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -149,9 +181,11 @@ def main() -> int:
                 continue
             assert isinstance(scorer, YesNoScorer)
             encoded = [scorer.encode(q, d) for q, d in pairs]
+            scorers[f"{dtype}/{mode}"] = (scorer, encoded)
+            if args.time_only:
+                continue
             rows = measure(scorer, encoded, args.seed, args.max_batch_tokens)
             results[f"{dtype}/{mode}"] = rows
-            scorers[f"{dtype}/{mode}"] = (scorer, encoded)
             print(f"\n{dtype} {mode}: tokens per pair {min(map(len, encoded))}-{max(map(len, encoded))}")
             print(f"  {'batch':<13} {'max|dlogit|':>12} {'max|dprob|':>12} {'pairs differ':>13}")
             for k, r in rows.items():
