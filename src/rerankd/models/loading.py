@@ -265,6 +265,11 @@ def load_scorer(
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
 
+    if batch_invariant:
+        log.warning(
+            "batch_invariant covers causal-LM rerankers only: cross-encoder scores may still vary with the batch"
+        )
+
     max_length = max_length or 8192
     limits = [max_length, getattr(config, "max_position_embeddings", max_length)]
     if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**9:
