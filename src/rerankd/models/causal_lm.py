@@ -24,11 +24,15 @@ from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, PrefixGrou
 from rerankd.models.documents import chunk_text, truncate_text
 from rerankd.models.families import QWEN3, LLMFamily, PairEncoder, single_token
 from rerankd.models.invariant import (
+    PREFIX_KWARG,
     ROWS_KWARG,
+    Row,
+    SplitKV,
     groups_at_splits,
     plan_at_splits,
     project_rows,
     register,
+    rows_for,
     split_point,
 )
 from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
@@ -335,40 +339,33 @@ class YesNoScorer:
         for gi, (g, members) in enumerate(shared):
             for i in members:
                 group_of[i], start[i] = gi, g
-        cache: PrefixKV | None = None
-        pw = 0
+        cache: SplitKV | None = None
         if shared:
             pw = max(MIN_PASS_WIDTH, max(g for g, _ in shared))
             ids = torch.full((len(shared), pw), self.pad_id, dtype=torch.long)
             for row, (g, members) in enumerate(shared):
                 ids[row, :g] = torch.tensor(batch[members[0]].input_ids[:g], dtype=torch.long)
-            cache = PrefixKV()
-            rows = [(g, 0, 0) for g, _ in shared]
+            cache = SplitKV()
+            rows = rows_for([g for g, _ in shared], [0] * len(shared), [0] * len(shared), device)
             self._run_rows(ids, torch.arange(pw)[None].expand(len(shared), -1), rows, cache)
             cache.recording = False
-            cache.rows = None if len(shared) == 1 else torch.tensor(group_of, device=device)
         slen = [len(e) - s for e, s in zip(batch, start, strict=True)]
         sw = max(MIN_PASS_WIDTH, max(slen))
         ids = torch.full((n, sw), self.pad_id, dtype=torch.long)
         for row, e in enumerate(batch):
             ids[row, : slen[row]] = torch.tensor(e.input_ids[start[row] :], dtype=torch.long)
         positions = torch.tensor(start)[:, None] + torch.arange(sw)[None, :]
-        rows = [(m, s, pw) for m, s in zip(slen, start, strict=True)]
-        hidden = self._run_rows(ids, positions, rows, cache)
+        hidden = self._run_rows(ids, positions, rows_for(slen, start, group_of, device), cache)
         last = torch.tensor([m - 1 for m in slen], device=device)
         return hidden[torch.arange(n, device=device), last]
 
     def _run_rows(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        rows: list[tuple[int, int, int]],
-        cache: PrefixKV | None,
+        self, ids: torch.Tensor, positions: torch.Tensor, rows: list[Row], cache: SplitKV | None
     ) -> Any:
         device = self._head.device
         # A prepared 4-D mask skips transformers' mask building; the attention reads `rows` instead.
         unused = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=device)
-        kwargs: dict[str, Any] = {ROWS_KWARG: rows}
+        kwargs: dict[str, Any] = {ROWS_KWARG: rows, PREFIX_KWARG: cache}
         if cache is not None:
             kwargs[self._cache_kwarg] = cache
         return self._backbone(

@@ -26,7 +26,7 @@ What this mode does instead:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.nn import functional as F
@@ -35,6 +35,7 @@ from rerankd.models.base import EncodedPair, PlannedBatch, PrefixGroup
 
 ATTENTION = "rerankd_invariant"
 ROWS_KWARG = "rerankd_rows"
+PREFIX_KWARG = "rerankd_prefix"
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -51,6 +52,54 @@ def split_point(ids: Sequence[int], query_part: Sequence[int]) -> int:
     return min(_lcp(ids, query_part), len(ids) - 1)
 
 
+class Row(NamedTuple):
+    """One batch row of a batch-invariant pass: its own tokens, how many prefix keys it attends to first
+    (its group's, from `SplitKV`), which group, and the mask for that (None: plain causal)."""
+
+    tokens: int
+    prefix: int
+    group: int
+    mask: torch.Tensor | None
+
+
+def rows_for(tokens: Sequence[int], prefix: Sequence[int], group: Sequence[int], device: Any) -> list[Row]:
+    masks: dict[tuple[int, int], torch.Tensor] = {}
+    out = []
+    for n, s, g in zip(tokens, prefix, group, strict=True):
+        mask = None
+        if s:
+            if (n, s) not in masks:  # bottom-right causal: own token i sees the whole prefix and own 0..i
+                masks[n, s] = (
+                    torch.arange(s + n, device=device)[None, :] <= s + torch.arange(n, device=device)[:, None]
+                )
+            mask = masks[n, s]
+        out.append(Row(n, s, g, mask))
+    return out
+
+
+class SplitKV:
+    """Duck-typed transformers Cache. Recording (the prefix pass): keeps each layer's keys/values.
+    Afterwards: hands a layer's keys back untouched; the attention reads each row's prefix from here."""
+
+    is_compileable = False
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.recording = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.recording:
+            self.keys.append(key_states)
+            self.values.append(value_states)
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
 def invariant_attention(
     module: Any,
     query: torch.Tensor,
@@ -62,9 +111,10 @@ def invariant_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The transformers attention interface (query [B, H, Q, D], keys [B, Hkv, K, D]). With `rerankd_rows`
-    ([(own tokens, prefix keys, prefix width)] per row), each row attends over exactly its prefix keys
-    and its own keys, causally, in an SDPA call of its own; without it, plain SDPA."""
-    rows = kwargs.pop(ROWS_KWARG, None)
+    (a `Row` per batch row) each row attends, in an SDPA call of its own, over exactly its group's prefix
+    keys (`rerankd_prefix`, a SplitKV) and its own keys, causally; without it, plain SDPA."""
+    rows: list[Row] | None = kwargs.pop(ROWS_KWARG, None)
+    prefix: SplitKV | None = kwargs.pop(PREFIX_KWARG, None)
     if rows is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -72,27 +122,20 @@ def invariant_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     b, heads, q_len, dim = query.shape
-    rep = heads // key.shape[1]
+    gqa = heads != key.shape[1]
     out = query.new_zeros((b, q_len, heads, dim))
-    for row, (n, start, width) in enumerate(rows):
-        q = query[row : row + 1, :, :n].contiguous()
-        k, v = key[row : row + 1, :, width : width + n], value[row : row + 1, :, width : width + n]
-        if start:
-            k = torch.cat([key[row : row + 1, :, :start], k], dim=2)
-            v = torch.cat([value[row : row + 1, :, :start], v], dim=2)
-        if rep > 1:
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        k, v = k.contiguous(), v.contiguous()
-        if start:
-            # Bottom-right causal: own token i sees the whole prefix and own tokens 0..i.
-            mask = (
-                torch.arange(start + n, device=q.device)[None, :]
-                <= start + torch.arange(n, device=q.device)[:, None]
-            )
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
+    for i, (n, start, group, mask) in enumerate(rows):
+        q = query[i : i + 1, :, :n].contiguous()
+        k, v = key[i : i + 1, :, :n], value[i : i + 1, :, :n]
+        if start and prefix is not None:
+            pk, pv = prefix.keys[module.layer_idx], prefix.values[module.layer_idx]
+            k = torch.cat([pk[group : group + 1, :, :start], k], dim=2)
+            v = torch.cat([pv[group : group + 1, :, :start], v], dim=2)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
-        out[row, :n] = o[0].transpose(0, 1)
+            k, v = k.contiguous(), v.contiguous()
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa)
+        out[i, :n] = o[0].transpose(0, 1)
     return out, None
 
 
