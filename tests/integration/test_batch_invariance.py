@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,30 @@ def test_engine_under_concurrent_requests(
         assert scored.scores == [ref[i] for i in idx], q
     for i, scored in enumerate(results[len(by_query) :]):
         assert scored.scores == [ref[i]]
+
+
+def test_real_server_scores_a_document_alike_alone_and_among_others(qwen3_dir: Path, tmp_path: Path) -> None:
+    """`rerankd serve --batch-invariant` in bf16 on a real port: one request of 12 documents, then each
+    document in a request of its own, concurrently; the scores on the wire are equal."""
+    import httpx
+
+    from rerankd.testing.servers import rerankd_server
+
+    query, docs = QUERIES[0], [d for _, d in PAIRS[:12]]
+    args = ("--batch-invariant", "--dtype", "bfloat16", "--no-ui")
+    with (
+        rerankd_server(qwen3_dir, *args, log_dir=tmp_path) as server,
+        httpx.Client(base_url=server.url, timeout=120) as client,
+    ):
+        body = {"query": query, "documents": docs, "top_n": len(docs)}
+        together = {
+            r["index"]: r["relevance_score"] for r in client.post("/v1/rerank", json=body).json()["results"]
+        }
+
+        def alone(doc: str) -> float:
+            answer = client.post("/v1/rerank", json={"query": query, "documents": [doc]}).json()
+            return float(answer["results"][0]["relevance_score"])
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            singles = list(pool.map(alone, docs))
+    assert singles == [together[i] for i in range(len(docs))]
