@@ -37,6 +37,8 @@ class ModelConfig:
     template: str | None = None  # an LLM reranker format (models/families.py); None: recognised
     trust_remote_code: bool = False
     served_name: str | None = None  # the name clients see; the model id or path when None
+    # Scores bitwise independent of what else is batched (causal LMs; models/invariant.py).
+    batch_invariant: bool = False
 
     @property
     def name(self) -> str:
@@ -73,4 +75,5 @@ def load_scorer(config: ModelConfig) -> Scorer:
         family=config.family,
         template=config.template,
         trust_remote_code=config.trust_remote_code,
+        batch_invariant=config.batch_invariant,
     )

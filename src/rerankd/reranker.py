@@ -41,9 +41,12 @@ class Reranker:
         family: Family | None = None,
         max_batch_tokens: int = BatchConfig.max_batch_tokens,
         trust_remote_code: bool = False,
+        batch_invariant: bool = False,
     ) -> Reranker:
         """`model`: a hub id (downloaded on first use; HF_HUB_OFFLINE and HF_ENDPOINT respected) or a
-        local directory. `family` overrides the detection from the config ("yes_no" or "cross_encoder")."""
+        local directory. `family` overrides the detection from the config ("yes_no" or "cross_encoder").
+        `batch_invariant`: a causal LM's scores bitwise independent of the batch (README: Batch-invariant
+        scores)."""
         config = ModelConfig(
             model=model,
             device=device,
@@ -52,6 +55,7 @@ class Reranker:
             instruction=instruction,
             family=family,
             trust_remote_code=trust_remote_code,
+            batch_invariant=batch_invariant,
         )
         return cls.from_config(config, BatchConfig(max_batch_tokens=max_batch_tokens))
 

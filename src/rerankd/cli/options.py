@@ -152,6 +152,15 @@ TrustRemoteCodeOpt = Annotated[
         envvar="RERANKD_TRUST_REMOTE_CODE",
     ),
 ]
+BatchInvariantOpt = Annotated[
+    bool,
+    typer.Option(
+        "--batch-invariant",
+        help="Scores bitwise independent of what else is batched (LLM rerankers; see the README's "
+        "'Batch-invariant scores' for the cost).",
+        envvar="RERANKD_BATCH_INVARIANT",
+    ),
+]
 
 # Defaults, for the signatures: `device: DeviceOpt = DEVICE`.
 _MODEL = ModelConfig()
@@ -171,6 +180,7 @@ def model_config(
     template: str | None = None,
     trust_remote_code: bool = False,
     served_name: str | None = None,
+    batch_invariant: bool = False,
 ) -> ModelConfig:
     """The parsed model options as a ModelConfig (the loader refuses an unknown dtype). `tiny-random`
     becomes the smoke-test model's directory here, so every command that loads a model takes it."""
@@ -192,6 +202,7 @@ def model_config(
         template=template,
         trust_remote_code=trust_remote_code,
         served_name=served_name,
+        batch_invariant=batch_invariant,
     )
 
 

@@ -27,6 +27,7 @@ from rerankd.cli.options import (
     MAX_LENGTH,
     MAX_QUEUE,
     SCORE_CACHE,
+    BatchInvariantOpt,
     FamilyChoice,
     FamilyOpt,
     InstructionOpt,
@@ -159,6 +160,7 @@ def serve(
     family: FamilyOpt = None,
     template: TemplateOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    batch_invariant: BatchInvariantOpt = False,
     max_batch_tokens: MaxBatchTokensOpt = MAX_BATCH_TOKENS,
     max_batch_size: MaxBatchSizeOpt = MAX_BATCH_SIZE,
     max_queue: MaxQueueOpt = MAX_QUEUE,
@@ -256,6 +258,7 @@ def serve(
                     trust_remote_code if entry.trust_remote_code is None else entry.trust_remote_code
                 ),
                 served_name=prepared.name,
+                batch_invariant=batch_invariant,
             )
         )
     settings = ServerSettings.of(

@@ -42,6 +42,9 @@ class EncodedPair:
     token_type_ids: list[int] | None = None
     truncated: bool = False
     sent_tokens: int | None = None  # when `truncated`: the pair's length before the cut, if known
+    # Leading tokens fixed by the template, instruction and query alone (the document starts after them);
+    # set only by a batch-invariant scorer, which splits every pair there (models/invariant.py).
+    query_tokens: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -23,9 +23,25 @@ from rerankd.errors import InvalidRequest, UnsupportedModelError
 from rerankd.models.base import EncodedPair, ModelInfo, PlannedBatch, PrefixGroup, plan_by_length
 from rerankd.models.documents import chunk_text, token_windows, truncate_text
 from rerankd.models.families import QWEN3, LLMFamily, PairEncoder, single_token
+from rerankd.models.invariant import (
+    PREFIX_KWARG,
+    ROWS_KWARG,
+    Row,
+    SplitKV,
+    groups_at_splits,
+    plan_at_splits,
+    project_rows,
+    register,
+    rows_for,
+    split_point,
+)
 from rerankd.models.prefix import PrefixKV, batch_with_prefixes, plan_shared
 from rerankd.templates import YesNoTemplate
 
+# A batch-invariant pass is at least this wide: MKL's fp32 GEMM rounds differently below 12 rows (M not a
+# multiple of 4), so a short suffix alone (the template's tail and a word: ~10 tokens) would not match
+# the same rows inside a batch.
+MIN_PASS_WIDTH = 16
 # On CPU, one forward pass of ~4k tokens already runs the matrix multiplies near peak; more only adds
 # activation memory (about 60 KiB per token in fp32 for Qwen3-0.6B).
 CPU_FORWARD_TOKENS = 4096
@@ -49,6 +65,7 @@ class YesNoScorer:
         family: LLMFamily = QWEN3,
         template: YesNoTemplate | None = None,
         share_prefix: bool = True,
+        batch_invariant: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -89,6 +106,17 @@ class YesNoScorer:
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
         )
         self.share_prefix = share_prefix and self._supports_prefix_reuse()
+        # Scores bitwise independent of the batch (models/invariant.py): per-row attention, every pair split
+        # where its document starts, alone or batched.
+        self.batch_invariant = batch_invariant
+        self._query_parts: dict[tuple[str, str | None], list[int]] = {}
+        if batch_invariant:
+            if not self._supports_prefix_reuse() or getattr(model.config, "attn_logit_softcapping", None):
+                raise UnsupportedModelError(
+                    f"{info.name}: batch-invariant scoring needs a full-attention decoder without attention "
+                    "soft-capping (no sliding-window layers)"
+                )
+            self._backbone.config._attn_implementation = register()
         # Tokens per forward pass on CPU, whatever batch the caller hands over (None: no cap).
         self.max_forward_tokens: int | None = CPU_FORWARD_TOKENS if self._head.device.type == "cpu" else None
 
@@ -122,7 +150,8 @@ class YesNoScorer:
             document = truncate_text(self.tokenizer, document, max_document_tokens)
         if self.pairs is not None:
             ids, cut = self.pairs.encode(query, document, instruction)
-            return EncodedPair(ids, truncated=cut)
+            pair = EncodedPair(ids, truncated=cut)
+            return self._with_split(pair, query, instruction) if self.batch_invariant and document else pair
         prompt = self.template.build(query, document, instruction)
         prefix = self.prefix_ids if prompt.prefix == self.template.prefix else self._ids(prompt.prefix)
         suffix = self.suffix_ids if prompt.suffix == self.template.suffix else self._ids(prompt.suffix)
@@ -136,7 +165,24 @@ class YesNoScorer:
         # Cut the body's tail, never the suffix: the last token must stay the answer slot.
         cut = len(body) > room
         sent = len(prefix) + len(body) + len(suffix) if cut else None
-        return EncodedPair(prefix + body[:room] + suffix, truncated=cut, sent_tokens=sent)
+        pair = EncodedPair(prefix + body[:room] + suffix, truncated=cut, sent_tokens=sent)
+        return self._with_split(pair, query, instruction) if self.batch_invariant and document else pair
+
+    def _with_split(self, pair: EncodedPair, query: str, instruction: str | None) -> EncodedPair:
+        """`pair` with `query_tokens` set: its common prefix with the query's empty-document encoding."""
+        key = (query, instruction)
+        part = self._query_parts.get(key)
+        if part is None:
+            if len(self._query_parts) >= 1024:  # the queries of recent requests; a bound, not an LRU
+                self._query_parts.clear()
+            part = self._query_parts[key] = self.encode(query, "", instruction=instruction).input_ids
+        return EncodedPair(
+            pair.input_ids,
+            pair.token_type_ids,
+            pair.truncated,
+            pair.sent_tokens,
+            query_tokens=split_point(pair.input_ids, part),
+        )
 
     def encode_chunks(
         self,
@@ -169,6 +215,8 @@ class YesNoScorer:
         if self.max_forward_tokens is not None:
             # Bigger passes than this only cost memory on CPU: the matrix multiplies are already near peak.
             max_batch_tokens = min(max_batch_tokens, self.max_forward_tokens)
+        if self.batch_invariant:  # every pair split where it would be alone, whatever the batch
+            return plan_at_splits(encoded, max_batch_tokens, max_batch_size)
         if not self.share_prefix or len(encoded) < 2:
             return plan_by_length(encoded, max_batch_tokens, max_batch_size)
         return plan_shared(encoded, max_batch_tokens, max_batch_size)
@@ -176,6 +224,9 @@ class YesNoScorer:
     def one_batch(self, pairs: Sequence[EncodedPair]) -> PlannedBatch:
         """All of `pairs` as one batch, unsplit, sharing prefixes when sharing is on (for tests that
         need one forward pass over a given set; `plan` is what bounds a batch's size)."""
+        if self.batch_invariant:
+            groups = tuple(g for g in groups_at_splits(pairs) if g.length > 0)
+            return PlannedBatch(tuple(range(len(pairs))), tuple(pairs), groups)
         return batch_with_prefixes(pairs) if self.share_prefix else PlannedBatch.of(pairs)
 
     def _mask(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -208,10 +259,14 @@ class YesNoScorer:
         if not batch.pairs:
             return []
         pairs = batch.pairs
-        groups = batch.groups if self.share_prefix else ()
-        hidden = self._forward_shared(pairs, groups) if groups else self._forward_plain(pairs)
-        h = hidden.float()
-        logits = h @ self._head.T
+        if self.batch_invariant:
+            h = self._forward_invariant(pairs, batch.groups).float()
+            logits = project_rows(h, self._head)
+        else:
+            groups = batch.groups if self.share_prefix else ()
+            hidden = self._forward_shared(pairs, groups) if groups else self._forward_plain(pairs)
+            h = hidden.float()
+            logits = h @ self._head.T
         if self._head_bias is not None:
             logits = logits + self._head_bias
         if self._softcap:
@@ -278,3 +333,50 @@ class YesNoScorer:
         hidden = self._run(ids.to(device), allowed.to(device), positions.to(device), cache)
         last = torch.tensor([s - 1 for s in slen], device=device)
         return hidden[torch.arange(n, device=device), last]
+
+    def _forward_invariant(self, batch: Sequence[EncodedPair], shared: Sequence[PrefixGroup]) -> torch.Tensor:
+        """The shared-prefix forward with per-row attention (models/invariant.py): each group's prefix in
+        one pass, then every pair's own tokens attending to exactly its group's prefix and itself. The
+        linear layers run on the padded batch; no row's attention ever reads a pad or another row."""
+        device = self._head.device
+        n = len(batch)
+        group_of, start = [0] * n, [0] * n
+        for gi, (g, members) in enumerate(shared):
+            for i in members:
+                group_of[i], start[i] = gi, g
+        cache: SplitKV | None = None
+        if shared:
+            pw = max(MIN_PASS_WIDTH, max(g for g, _ in shared))
+            ids = torch.full((len(shared), pw), self.pad_id, dtype=torch.long)
+            for row, (g, members) in enumerate(shared):
+                ids[row, :g] = torch.tensor(batch[members[0]].input_ids[:g], dtype=torch.long)
+            cache = SplitKV()
+            rows = rows_for([g for g, _ in shared], [0] * len(shared), [0] * len(shared), device)
+            self._run_rows(ids, torch.arange(pw)[None].expand(len(shared), -1), rows, cache)
+            cache.recording = False
+        slen = [len(e) - s for e, s in zip(batch, start, strict=True)]
+        sw = max(MIN_PASS_WIDTH, max(slen))
+        ids = torch.full((n, sw), self.pad_id, dtype=torch.long)
+        for row, e in enumerate(batch):
+            ids[row, : slen[row]] = torch.tensor(e.input_ids[start[row] :], dtype=torch.long)
+        positions = torch.tensor(start)[:, None] + torch.arange(sw)[None, :]
+        hidden = self._run_rows(ids, positions, rows_for(slen, start, group_of, device), cache)
+        last = torch.tensor([m - 1 for m in slen], device=device)
+        return hidden[torch.arange(n, device=device), last]
+
+    def _run_rows(
+        self, ids: torch.Tensor, positions: torch.Tensor, rows: list[Row], cache: SplitKV | None
+    ) -> Any:
+        device = self._head.device
+        # A prepared 4-D mask skips transformers' mask building; the attention reads `rows` instead.
+        unused = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=device)
+        kwargs: dict[str, Any] = {ROWS_KWARG: rows, PREFIX_KWARG: cache}
+        if cache is not None:
+            kwargs[self._cache_kwarg] = cache
+        return self._backbone(
+            input_ids=ids.to(device),
+            attention_mask=unused,
+            position_ids=positions.to(device),
+            use_cache=False,
+            **kwargs,
+        ).last_hidden_state

@@ -223,10 +223,12 @@ def load_scorer(
     family: Family | None = None,
     trust_remote_code: bool = False,
     template: str | None = None,
+    batch_invariant: bool = False,
 ) -> Scorer:
     """Load a model and its tokenizer and wrap them in the scorer for their family. `template` names a
     causal-LM reranker format (`rerankd.models.families.FAMILIES`), overriding its recognition;
-    `max_length` None takes the format's own default (what it counts is the format's: see families)."""
+    `max_length` None takes the format's own default (what it counts is the format's: see families).
+    `batch_invariant`: a causal LM's scores bitwise independent of the batch (models/invariant.py)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     asked = _check_names(family, template)
@@ -286,9 +288,14 @@ def load_scorer(
             model, "yes_no", arch, length, dtype_name, str(dev), True, reason, warning, llm.name, size
         )
         info = replace(info, max_token_chars=max_token_chars(tokenizer))
-        return YesNoScorer(net, tokenizer, info=info, family=llm)
+        return YesNoScorer(net, tokenizer, info=info, family=llm, batch_invariant=batch_invariant)
 
     from rerankd.models.cross_encoder import CrossEncoderScorer
+
+    if batch_invariant:
+        log.warning(
+            "batch_invariant covers causal-LM rerankers only: cross-encoder scores may still vary with the batch"
+        )
 
     max_length = max_length or 8192
     limits = [max_length, getattr(config, "max_position_embeddings", max_length)]

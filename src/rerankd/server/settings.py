@@ -36,6 +36,7 @@ class ServerSettings:
     family: Family | None = _MODEL.family
     template: str | None = _MODEL.template
     trust_remote_code: bool = _MODEL.trust_remote_code
+    batch_invariant: bool = _MODEL.batch_invariant
     max_batch_tokens: int = _BATCH.max_batch_tokens
     max_batch_size: int = _BATCH.max_batch_size
     max_docs_per_request: int = DEFAULT_MAX_DOCS_PER_REQUEST
@@ -86,6 +87,7 @@ class ServerSettings:
             template=self.template,
             trust_remote_code=self.trust_remote_code,
             served_name=self.served_model_name,
+            batch_invariant=self.batch_invariant,
         )
 
     def model_configs(self) -> tuple[ModelConfig, ...]:

@@ -43,6 +43,19 @@ TINY_QWEN3: dict[str, Any] = dict(
     tie_word_embeddings=False,
 )
 
+# Big enough that the CPU kernels take their real paths (blocked GEMMs, several attention heads of 64),
+# small enough to build and run in seconds: the batch-invariance test and benchmark use it.
+MID_QWEN3: dict[str, Any] = dict(
+    TINY_QWEN3,
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    initializer_range=0.05,
+)
+
 _SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -158,10 +171,11 @@ def build_qwen3_reranker(
     full_size: bool = False,
     seed: int = 0,
     spread: float = 0.25,
+    sizes: dict[str, Any] | None = None,
 ) -> Path:
     """Save a random-weight Qwen3ForCausalLM (tiny, or the full 0.6B architecture) with a tokenizer.
 
-    `spread` sets the std of the "yes"/"no" rows of the LM head, so that scores of different documents
+    `sizes` replaces TINY_QWEN3 (e.g. MID_QWEN3) for a model of the tokenizer's vocabulary. `spread` sets the std of the "yes"/"no" rows of the LM head, so that scores of different documents
     differ clearly instead of all sitting near 0.5.
     """
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -178,8 +192,7 @@ def build_qwen3_reranker(
             bos_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
-            initializer_range=0.2,
-            **TINY_QWEN3,
+            **{"initializer_range": 0.2, **(sizes or TINY_QWEN3)},
         )
     config.architectures = ["Qwen3ForCausalLM"]
     model = Qwen3ForCausalLM(config).eval()
