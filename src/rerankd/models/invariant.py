@@ -32,6 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from rerankd.models.base import EncodedPair, PlannedBatch, PrefixGroup
+from rerankd.models.prefix import PrefixKV
 
 ATTENTION = "rerankd_invariant"
 ROWS_KWARG = "rerankd_rows"
@@ -77,23 +78,15 @@ def rows_for(tokens: Sequence[int], prefix: Sequence[int], group: Sequence[int],
     return out
 
 
-class SplitKV:
-    """Duck-typed transformers Cache. Recording (the prefix pass): keeps each layer's keys/values.
-    Afterwards: hands a layer's keys back untouched; the attention reads each row's prefix from here."""
-
-    is_compileable = False
-
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.recording = True
+class SplitKV(PrefixKV):
+    """A PrefixKV that records the prefix pass's keys/values the same way but, afterwards, hands a
+    layer's keys back untouched: the attention reads each row's prefix from here itself."""
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.recording:
-            self.keys.append(key_states)
-            self.values.append(value_states)
+            return super().update(key_states, value_states, layer_idx)
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
