@@ -197,6 +197,9 @@ def serve_on_ray(
     own_cluster = joins_own_cluster(scale.address)
     try:
         connect_ray(scale.address)
+        # Ours from here on, not ray.init's (which exits 15): a SIGTERM while Serve still deploys (its
+        # ingress may already answer /ready) then drains and exits 0 once serve.run returns.
+        signals.install()
         serve.start(http_options={"host": settings.host, "port": settings.port})
         application = build_application(settings, scale, mounts, scales)
         ingress = serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
@@ -204,7 +207,7 @@ def serve_on_ray(
         print(f"error: could not deploy on Ray: {type(e).__name__}: {e}", file=sys.stderr)
         _shutdown(own_cluster)
         return 1
-    signals.install()  # after ray.init, which installs handlers of its own
+    signals.install()  # again: Serve's start-up may have put Ray's own handlers back
     log.info(
         "serving %s on http://%s:%d with Ray Serve (%s, %g CPU / %g GPU each)",
         ", ".join(settings.model_names),
