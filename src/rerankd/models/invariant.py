@@ -32,19 +32,11 @@ import torch
 from torch.nn import functional as F
 
 from rerankd.models.base import EncodedPair, PlannedBatch, PrefixGroup
-from rerankd.models.prefix import PrefixKV
+from rerankd.models.prefix import PrefixKV, _cut, _lcp
 
 ATTENTION = "rerankd_invariant"
 ROWS_KWARG = "rerankd_rows"
 PREFIX_KWARG = "rerankd_prefix"
-
-
-def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def split_point(ids: Sequence[int], query_part: Sequence[int]) -> int:
@@ -166,8 +158,6 @@ def plan_at_splits(
 ) -> list[PlannedBatch]:
     """`plan_shared`'s batch cutting over `groups_at_splits`: a batch's groups are the round's groups
     restricted to it, never regrouped, so every pair is split where it would be alone."""
-    from rerankd.models.prefix import _cut
-
     groups = groups_at_splits(encoded)
     group_of = [0] * len(encoded)
     shared = [0] * len(encoded)
