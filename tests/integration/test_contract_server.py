@@ -16,6 +16,7 @@ import pytest
 from rerankd.engine.engine import RerankEngine
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client
 
 DOCS = ["Beijing is the capital of China.", "Gravity attracts bodies.", "pandas is a Python library."]
 
@@ -57,11 +58,8 @@ async def served(fake_engine: RerankEngine) -> AsyncIterator[httpx.AsyncClient]:
         model="m", ui=False, max_docs_per_request=10, max_query_chars=200, max_body_bytes=4096
     )
     app = create_app(settings, engine=fake_engine)
-    async with app.router.lifespan_context(app):
-        await app.state.loading
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as c:
-            yield c
+    async with app_client(app) as c:
+        yield c
 
 
 async def validator_for(client: httpx.AsyncClient, path: str, status: int) -> jsonschema.Validator:

@@ -3,7 +3,6 @@ before the limits, and the small protocol corners (HEAD probes, error codes, hea
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -19,6 +18,7 @@ from rerankd.engine.engine import RerankEngine
 from rerankd.server.app import create_app
 from rerankd.server.sanitize import MAX_CHUNKS_PER_DOC, replace_lone_surrogates
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client
 from rerankd.testing.fake import FakeScorer
 
 SECRET = "TOPSECRET-document-text"
@@ -42,11 +42,8 @@ async def served(scorer: FakeScorer | None = None, **settings: Any) -> AsyncIter
     settings.setdefault("ui", False)
     engine = RerankEngine(scorer or FakeScorer(), settings.pop("engine_batch", BatchConfig()))
     app = create_app(ServerSettings(**settings), engine=engine)
-    async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.loading, 30)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            yield client
+    async with app_client(app, timeout=30, raise_app_exceptions=False) as client:
+        yield client
 
 
 def test_lone_surrogates_become_replacement_characters() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rerankd.config import ModelConfig, load_scorer
@@ -14,6 +13,7 @@ from rerankd.errors import UnsupportedModelError
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
 from rerankd.smoke import MARKER as SMOKE_MARKER
+from rerankd.testing.asgi import app_client
 
 
 def test_a_family_that_does_not_fit_the_architecture_is_refused(qwen3_dir: Path) -> None:
@@ -41,11 +41,8 @@ async def test_a_smoke_model_is_labelled_in_v1_models(qwen3_dir: Path, tmp_path:
     scorer = load_scorer(ModelConfig(model=str(smoke), device="cpu", dtype="float32"))
     assert scorer.info.warning and "NOT a real reranker" in scorer.info.warning
     app = create_app(ServerSettings(model=str(smoke), ui=False), scorer=scorer)
-    async with app.router.lifespan_context(app):
-        await app.state.loading
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            card = (await client.get("/v1/models")).json()["data"][0]
+    async with app_client(app) as client:
+        card = (await client.get("/v1/models")).json()["data"][0]
     assert "NOT a real reranker" in card["warning"]
     assert card["dtype"] == "float32" and card["dtype_reason"] is None
 

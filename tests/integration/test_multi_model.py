@@ -27,6 +27,7 @@ from rerankd.config import BatchConfig, ModelConfig
 from rerankd.engine.engine import RerankEngine
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client as asgi_client
 from rerankd.testing.fake import FakeScorer
 from rerankd.testing.servers import RunningServer, rerankd_server
 
@@ -281,11 +282,8 @@ def test_no_model_at_all(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
 
 @asynccontextmanager
 async def app_client(settings: ServerSettings, **kw: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, **kw)
-    async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.loading, 30)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rerankd") as c:
-            yield c
+    async with asgi_client(create_app(settings, **kw), timeout=30) as c:
+        yield c
 
 
 def fake(name: str, max_length: int = 8192) -> RerankEngine:

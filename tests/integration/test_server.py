@@ -17,6 +17,7 @@ import pytest
 from rerankd import Reranker
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client
 
 QUERY = "What is the capital of China?"
 DOCS = [
@@ -35,13 +36,9 @@ async def served(
     settings.setdefault("model", "tiny-qwen3")
     settings.setdefault("ui", False)
     app = create_app(ServerSettings(**settings), reranker=reranker)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            if wait:
-                await asyncio.wait_for(app.state.loading, 60)
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async with app_client(app, wait=wait) as client:
+        client.app = app  # type: ignore[attr-defined]
+        yield client
 
 
 def scores_by_index(results: list[dict[str, Any]], key: str = "relevance_score") -> dict[int, float]:

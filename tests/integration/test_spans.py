@@ -20,6 +20,7 @@ from rerankd import Reranker, Span
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
 from rerankd.spans import bound_windows, overlap_of
+from rerankd.testing.asgi import app_client
 
 QUERY = "What is the capital of France?"
 CJK = (
@@ -142,11 +143,8 @@ def test_the_bound_is_an_upper_bound(qwen3_reranker: Reranker) -> None:
 @asynccontextmanager
 async def served(reranker: Reranker) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ServerSettings(model="tiny", ui=False), reranker=reranker)
-    async with app.router.lifespan_context(app):
-        await app.state.loading
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            yield client
+    async with app_client(app) as client:
+        yield client
 
 
 async def post(client: httpx.AsyncClient, body: dict[str, Any], path: str = "/v1/rerank") -> Any:

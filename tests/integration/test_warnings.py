@@ -14,6 +14,7 @@ import httpx
 from rerankd import Reranker
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client
 
 SHORT = "Beijing is the capital of China."
 LONG = " ".join(["Paris is the capital of France and a city of art."] * 40)
@@ -22,11 +23,8 @@ LONG = " ".join(["Paris is the capital of France and a city of art."] * 40)
 @asynccontextmanager
 async def served(reranker: Reranker) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ServerSettings(model="tiny", ui=False), reranker=reranker)
-    async with app.router.lifespan_context(app):
-        await app.state.loading
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            yield client
+    async with app_client(app) as client:
+        yield client
 
 
 async def post(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:

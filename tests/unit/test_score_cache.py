@@ -3,7 +3,6 @@ within N, and anything that changes what the model reads (instruction, query, do
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from rerankd.config import BatchConfig
@@ -12,6 +11,7 @@ from rerankd.engine.engine import RerankEngine
 from rerankd.models.base import EncodedPair, PlannedBatch
 from rerankd.server.app import create_app
 from rerankd.server.settings import ServerSettings
+from rerankd.testing.asgi import app_client
 from rerankd.testing.fake import FakeScorer
 
 DOCS = ["beijing is the capital", "gravity pulls", "pandas reads csv", "the capital of china"]
@@ -78,13 +78,10 @@ def test_the_lru_keeps_at_most_capacity_and_drops_the_oldest() -> None:
 async def test_metrics_count_hits_and_misses() -> None:
     engine_settings = ServerSettings(model="m", ui=False, score_cache=10)
     app = create_app(engine_settings, scorer=FakeScorer())
-    async with app.router.lifespan_context(app):
-        await app.state.loading
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rerankd") as client:
-            for _ in range(2):
-                r = await client.post("/v1/rerank", json={"query": "capital", "documents": DOCS})
-                assert r.status_code == 200
-            text = (await client.get("/metrics")).text
+    async with app_client(app) as client:
+        for _ in range(2):
+            r = await client.post("/v1/rerank", json={"query": "capital", "documents": DOCS})
+            assert r.status_code == 200
+        text = (await client.get("/metrics")).text
     assert 'rerankd_score_cache_hits_total{model="m"} 4.0' in text
     assert 'rerankd_score_cache_misses_total{model="m"} 4.0' in text  # the warm-up bypasses the cache
