@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import click
 import typer
 
+from rerankd.allocator import AllocatorError, reexec_if_needed
 from rerankd.cli import batch, bench, download, eval, rank, serve, ui
 from rerankd.cli.options import EXIT_USAGE, fail, missing_extra
 
@@ -73,6 +74,12 @@ def plain_flags(command: Any) -> None:
 
 
 def main() -> None:
+    # First, before anything else loads: `serve` re-executes itself with jemalloc (rerankd.allocator).
+    try:
+        reexec_if_needed()
+    except AllocatorError as e:
+        fail(str(e))
+        sys.exit(EXIT_USAGE)
     # Before any command runs a matmul (bench times one before loading a model): the caps are read once.
     from rerankd.models import bound_native_caches
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from rerankd import allocator
 from rerankd.server.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def serve(settings: ServerSettings, *, mounts: Sequence[Mount] = ()) -> int:
     early = EARLY_SIGNALS
     early.install()
     configure_logging(settings.log_level)
+    log.info("%s", allocator.describe())
     from rerankd.server.app import create_app  # after the early handlers: building the app takes a while
 
     app = create_app(settings, mounts=mounts)

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +62,12 @@ def rerankd_server(
     log_dir: Path,
     wait_ready: bool = True,
     ready_timeout: float = 120,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
+    """`env`: variables set (or overriding) on top of this process's environment."""
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [
         sys.executable,
         "-m",

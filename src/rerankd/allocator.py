@@ -1,0 +1,122 @@
+"""Which malloc `rerankd serve` runs on.
+
+glibc's malloc raises its mmap threshold each time a large block is freed, so a server whose tensors
+change shape with every batch serves more and more of them from the heap, whose resident size only ever
+grows to the largest mix seen: the RSS of a bf16 server crept up in steps for as long as it ran
+(docs/reliability.md). jemalloc returns freed pages to the system after a short decay, and the RSS stays
+flat. A library cannot swap the allocator of the interpreter it runs in: malloc is bound when the process
+starts. So `rerankd serve` re-executes itself once, early, with jemalloc preloaded when the machine has
+it (Debian/Ubuntu: `apt install libjemalloc2`), as PyTorch's own CPU launcher
+(`torch.backends.xeon.run_cpu --enable-jemalloc`) and vLLM's CPU images do by LD_PRELOAD.
+`RERANKD_ALLOCATOR=system` keeps glibc's; `RERANKD_ALLOCATOR=jemalloc` requires jemalloc.
+
+Nothing here imports anything heavy: it runs before the CLI parses its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ENV = "RERANKD_ALLOCATOR"
+# Set in the re-executed process: the exec happened (or was tried), never again; its value is the library.
+REEXEC_ENV = "RERANKD_ALLOCATOR_PRELOADED"
+NAMES = ("libjemalloc.so.2", "libjemalloc.so")
+DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/opt/homebrew/lib",
+)
+# Held blocked across the exec: one that arrives in between stays pending and reaches the server's
+# early-signal recorder once it is installed (`release_signals`), so an early SIGTERM still exits 0.
+HELD = (signal.SIGTERM, signal.SIGINT)
+
+
+class AllocatorError(RuntimeError):
+    """RERANKD_ALLOCATOR asks for what this machine cannot give."""
+
+
+def find_jemalloc(dirs: Sequence[str] | None = None) -> str | None:
+    """The jemalloc shared library on this machine: the environment's own lib/ first, then the system's."""
+    roots = [str(Path(sys.prefix) / "lib"), *(dirs if dirs is not None else DIRS)]
+    for root in roots:
+        for name in NAMES:
+            path = Path(root) / name
+            if path.is_file():
+                return str(path)
+    return None
+
+
+def loaded() -> str:
+    """The malloc this process runs on: "jemalloc", "tcmalloc", "mimalloc" or "glibc"."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown"
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        if f"lib{name}" in maps:
+            return name
+    return "glibc"
+
+
+def preload_env(
+    argv: Sequence[str], env: Mapping[str, str], library: str | None, platform: str = sys.platform
+) -> dict[str, str] | None:
+    """The environment to re-execute `rerankd serve` with, or None to run on as it is."""
+    choice = env.get(ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "jemalloc", "system"):
+        raise AllocatorError(f"{ENV} must be auto, jemalloc or system, got {env.get(ENV)!r}")
+    serving = len(argv) > 1 and argv[1] == "serve"
+    # Ray starts its own processes (raylet, workers) from this environment: not ours to preload into.
+    if choice == "system" or not serving or "--ray" in argv or REEXEC_ENV in env:
+        return None
+    if "jemalloc" in env.get("LD_PRELOAD", ""):
+        return None
+    if platform != "linux" or library is None:
+        if choice == "jemalloc":
+            raise AllocatorError(
+                f"{ENV}=jemalloc, but no libjemalloc was found (install it, e.g. `apt install libjemalloc2`, "
+                f"or set {ENV}=system)"
+            )
+        return None
+    preload = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
+    return {**env, "LD_PRELOAD": preload, REEXEC_ENV: library}
+
+
+def reexec_if_needed(argv: Sequence[str] | None = None) -> None:
+    """Replace this process by itself with jemalloc preloaded, when `preload_env` says so (same pid)."""
+    args = list(sys.argv if argv is None else argv)
+    env = preload_env(args, os.environ, find_jemalloc())
+    if env is None:
+        return
+    original = list(getattr(sys, "orig_argv", []) or [sys.executable, *sys.argv])
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        os.execve(sys.executable, [sys.executable, *original[1:]], env)
+    except OSError:  # cannot exec (a frozen or odd interpreter): run on glibc's malloc
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+
+
+def release_signals() -> None:
+    """Deliver what arrived during the exec; call once the process's own handlers are in place."""
+    if os.environ.get(REEXEC_ENV):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+
+
+def describe() -> str:
+    """One line for the start-up log: what runs, and what to do when it is not jemalloc."""
+    name = loaded()
+    if name == "jemalloc":
+        return "allocator: jemalloc"
+    if name == "glibc" and os.environ.get(ENV, "auto").strip().lower() != "system":
+        return (
+            "allocator: glibc malloc (no libjemalloc found: RSS may creep up under traffic; "
+            "install it, e.g. `apt install libjemalloc2`)"
+        )
+    return f"allocator: {name}"
