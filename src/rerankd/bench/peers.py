@@ -107,7 +107,8 @@ def _missing(peer: str) -> str | None:
 
 
 def _threads() -> int:
-    # rerankd's own rule (the cores in the affinity mask, $RERANKD_THREADS), without importing rerankd.models.
+    # rerankd's rule (the cores in the affinity mask, $RERANKD_THREADS), without importing rerankd.models:
+    # that import caps oneDNN's caches, and a peer should run as its own users run it.
     env = os.environ.get("RERANKD_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
