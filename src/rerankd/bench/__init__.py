@@ -12,9 +12,10 @@ Modules: `workloads` (the model and the seeded requests), `machine` (CPU facts, 
 `runner` (variants in child processes, the server under load), `report` (BenchRow, table, JSON).
 Also measured: `auto` (whatever dtype="auto" loads here, named in its row), `float32-eager` and
 `bfloat16-eager` (RERANKD_FUSED=off: without rerankd.models.kernels), `bfloat16+compile` (bf16 with
-rerankd.models.fused: inductor-compiled norms, MLP and RoPE; warm-up outside the timed part) and, when
-sentence-transformers is installed and the model has its layout, its CrossEncoder as a peer. The header
-names the CPU's features (AMX, avx512_bf16, VNNI) and the dtype `auto` would pick from them.
+rerankd.models.fused: inductor-compiled norms, MLP and RoPE; warm-up outside the timed part) and the
+peers on the same model (`peers`): sentence-transformers' CrossEncoder on a seq-cls copy, and OpenVINO,
+each when installed in the interpreter their children run under (`--peer-python`). The header names the
+CPU's features (AMX, avx512_bf16, VNNI) and the dtype `auto` would pick from them.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def bench(
     workloads: Annotated[str, typer.Option(help="Comma-separated: A, B, C.")] = "A,B,C",
     variants: Annotated[
         str, typer.Option(help="Comma-separated: " + ", ".join(VARIANTS) + ".")
-    ] = "reference,float32,bfloat16,bfloat16+compile,int8,auto,st-crossencoder",
+    ] = "reference,float32,bfloat16,bfloat16+compile,int8,auto,st-crossencoder,openvino",
     quick: Annotated[bool, typer.Option("--quick", help="Fewer documents: a run fits in minutes.")] = False,
     max_batch_tokens: Annotated[
         int, typer.Option(help="rerankd's token budget per batch.")
@@ -89,6 +90,14 @@ def bench(
         typer.Option(
             help="Reuse the reference rows of an earlier --output JSON (same workloads, seeded) instead of "
             "running the reference again."
+        ),
+    ] = None,
+    peer_python: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RERANKD_BENCH_PEER_PYTHON",
+            help="Python interpreter for the peers' children (st-crossencoder, openvino), e.g. a venv with "
+            "openvino; this rerankd's src goes first on its path. Default: this interpreter.",
         ),
     ] = None,
 ) -> None:
@@ -126,6 +135,7 @@ def bench(
                 server_dtype=server_dtype,
                 clients=clients,
                 reference_from=reference_from,
+                peer_python=peer_python,
             )
         )
     info["load_after"] = load_average()
@@ -148,6 +158,7 @@ def _bench_model(
     server_dtype: str,
     clients: int,
     reference_from: Path | None,
+    peer_python: str | None = None,
 ) -> dict[str, Any]:
     """One model's run: its matmul limits, every (workload, variant) row, its table; its JSON part."""
     from transformers import AutoTokenizer
@@ -170,6 +181,7 @@ def _bench_model(
         server_dtype=server_dtype,
         clients=clients,
         reused=_reused_reference(reference_from, variants, quick),
+        peer_python=peer_python,
     )
     with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
         rows = run_all(plan, Path(tmp_dir), _say)

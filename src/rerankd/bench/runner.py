@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from rerankd.bench.machine import Limits
+from rerankd.bench.peers import PEERS, load_peer, prepare
 from rerankd.bench.report import BenchRow, progress_line
 from rerankd.bench.workloads import Request
 
 # reference: the official algorithm, fp32. auto: what dtype="auto" loads on this machine.
 # bfloat16+compile: bf16 with rerankd.models.fused (inductor-compiled norms, MLP, RoPE).
-# st-crossencoder: sentence-transformers' CrossEncoder on the same model, when installed (a peer).
+# st-crossencoder, openvino: the peers (rerankd.bench.peers), on the same model, when installed.
 # *-eager: that dtype with RERANKD_FUSED=off (transformers' forwards, no rerankd.models.kernels).
 VARIANTS = (
     "reference",
@@ -34,6 +35,7 @@ VARIANTS = (
     "int8",
     "auto",
     "st-crossencoder",
+    "openvino",
 )
 
 Say = Callable[[str], None]
@@ -52,6 +54,7 @@ class RunPlan:
     server_dtype: str
     clients: int
     reused: list[BenchRow]  # reference rows of an earlier run, in place of running the reference
+    peer_python: str | None = None  # the interpreter the peers' children run under (default: this one)
 
 
 # --- in the child ---------------------------------------------------------------------------------
@@ -66,11 +69,12 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
     score: Callable[[str, list[str]], list[float]]
     count: Callable[[str, list[str]], int]
     extra: dict[str, Any] = {"dtype": "float32"}
-    if variant == "st-crossencoder":
-        peer = _st_peer(model_dir)
+    if variant in PEERS:
+        peer = load_peer(variant, model_dir)
         if isinstance(peer, str):
             return {"variant": variant, "skipped": peer}
-        score, count = peer
+        score, count, facts = peer
+        extra |= facts | {"python": sys.executable}
     elif variant == "reference":
         import torch
 
@@ -115,38 +119,18 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
     } | extra
 
 
-def _st_peer(model_dir: str) -> str | tuple[Callable[[str, list[str]], list[float]], Any]:
-    """sentence-transformers' CrossEncoder on the model, or why it cannot run here (a reason string)."""
-    try:
-        from sentence_transformers import CrossEncoder
-    except ImportError:
-        return "sentence-transformers is not installed"
-    if not (Path(model_dir) / "modules.json").exists():
-        return "the model has no sentence-transformers layout (modules.json)"
-    import torch
-
-    from rerankd.models.loading import cpu_threads
-
-    torch.set_num_threads(cpu_threads())
-    ce = CrossEncoder(model_dir, device="cpu")
-    tok = ce.tokenizer
-
-    def score(q: str, docs: list[str]) -> list[float]:
-        return [float(x) for x in ce.predict([(q, d) for d in docs])]
-
-    def count(q: str, docs: list[str]) -> int:
-        return sum(len(tok(q, d)["input_ids"]) for d in docs)
-
-    return score, count
-
-
 def worker_main(argv: list[str]) -> bool:
-    """`python -m rerankd.bench _worker VARIANT MODEL REQUESTS BUDGET --result FILE`; False if not that."""
-    if not (len(argv) == 7 and argv[0] == "_worker" and argv[5] == "--result"):
+    """`python -m rerankd.bench _worker VARIANT MODEL REQUESTS BUDGET --result FILE`, or `_prepare PEER
+    MODEL --result FILE` (a peer's one-off copy of the model); False if neither."""
+    if len(argv) == 7 and argv[0] == "_worker" and argv[5] == "--result":
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        result = worker(argv[1], argv[2], argv[3], int(argv[4]))
+    elif len(argv) == 5 and argv[0] == "_prepare" and argv[3] == "--result":
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        result = prepare(argv[1], argv[2])
+    else:
         return False
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    result = worker(argv[1], argv[2], argv[3], int(argv[4]))
-    Path(argv[6]).write_text(json.dumps(result))
+    Path(argv[-1]).write_text(json.dumps(result))
     return True
 
 
@@ -154,13 +138,32 @@ def worker_main(argv: list[str]) -> bool:
 
 
 def spawn(
-    variant: str, model_dir: Path, requests_file: Path, max_batch_tokens: int
+    variant: str,
+    model_dir: Path,
+    requests_file: Path,
+    max_batch_tokens: int,
+    python: str | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run one variant in a child; its JSON result and its own peak RSS (KiB)."""
     args = ["_worker", variant, str(model_dir), str(requests_file), str(max_batch_tokens)]
+    return _child(args, python)
+
+
+def _child(args: list[str], python: str | None) -> tuple[dict[str, Any], int]:
+    """`python -m rerankd.bench ARGS --result FILE` under `python` (default: this interpreter), with this
+    rerankd first on its path, so another venv (a peer's) runs the same code; its JSON and peak RSS."""
+    env = None
+    if python is not None:
+        src = str(Path(__file__).resolve().parents[2])  # the directory that holds this rerankd package
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
+        }
     fd, name = tempfile.mkstemp(suffix=".json")
     os.close(fd)
-    proc = subprocess.Popen([sys.executable, "-m", "rerankd.bench", *args, "--result", name])
+    proc = subprocess.Popen(
+        [python or sys.executable, "-m", "rerankd.bench", *args, "--result", name], env=env
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = Path(name).read_text()
@@ -243,7 +246,13 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 rows.append(old)
                 ref_scores = old.scores
         for variant in [v for v in VARIANTS if v in plan.variants]:
-            res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens)
+            python = plan.peer_python if variant in PEERS else None
+            if variant in PEERS:
+                ready = _prepare_peer(variant, plan, python, say)
+                if "skipped" in ready:
+                    say(f"[{name}] {variant}: skipped ({ready['skipped']})")
+                    continue
+            res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python)
             if "skipped" in res:
                 say(f"[{name}] {variant}: skipped ({res['skipped']})")
                 continue
@@ -253,7 +262,10 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 raise RuntimeError("the reused reference rows come from other workloads")
             if variant == "bfloat16+compile":
                 say(f"[{name}] {variant}: {res['compile_reason']}, warm-up {res['compile_seconds']:.1f} s")
+            if variant in PEERS:
+                say(f"[{name}] {variant}: {_peer_facts(res)}")
             label = f"auto={res['dtype']}" if variant == "auto" else variant
+            label = f"openvino={res['dtype']}" if variant == "openvino" else label
             dtype = "float32" if variant == "reference" else res["dtype"]
             add(_row(name, label, res, rss, plan, dtype=dtype, compared_with=ref_scores))
     if "C" in plan.workloads:
@@ -292,6 +304,21 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 )
             )
     return rows
+
+
+def _prepare_peer(variant: str, plan: RunPlan, python: str | None, say: Say) -> dict[str, Any]:
+    """The peer's copy of the model, made once (in a child of its own: not timed, not in any row's RSS)."""
+    ready, _ = _child(["_prepare", variant, str(plan.model_dir)], python)
+    if ready.get("made"):
+        say(f"{variant}: made its copy of the model in {ready['seconds']:.0f} s: {ready['cache']}")
+    return ready
+
+
+def _peer_facts(res: dict[str, Any]) -> str:
+    facts = [f"python {res['python']}"]
+    if "precision" in res:
+        facts.append(f"OpenVINO {res['openvino']}, inference precision {res['precision']}")
+    return "; ".join(facts)
 
 
 def _row(
