@@ -150,9 +150,10 @@ def _masks(b: int, q: int, prefix: list[int], pw: int, lengths: list[int]) -> to
     """The scorer's suffix-pass mask: row i sees its first prefix[i] of pw prefix keys, then its own
     tokens causally up to lengths[i] (right padding)."""
     prefix_ok = torch.arange(pw)[None, :] < torch.tensor(prefix)[:, None]
-    own = torch.ones(q, q, dtype=torch.bool).tril()[None] & (
-        torch.arange(q)[None, :] < torch.tensor(lengths)[:, None]
-    )[:, None, :]
+    own = (
+        torch.ones(q, q, dtype=torch.bool).tril()[None]
+        & (torch.arange(q)[None, :] < torch.tensor(lengths)[:, None])[:, None, :]
+    )
     return torch.cat([prefix_ok[:, None, :].expand(-1, q, -1), own], dim=2)[:, None]
 
 
@@ -177,7 +178,9 @@ def test_chunked_attention_equals_sdpa(dtype: torch.dtype, monkeypatch: pytest.M
         ref, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=d**-0.5)
         ours, _ = attention.sdpa_attention(module, query, key, value, mask, scaling=d**-0.5)
         assert calls[-1] == 5, name  # 23 rows in chunks of 5: the chunked path ran
-        valid = torch.arange(q_len)[None, :] < torch.tensor(lengths if mask is not None else [q_len] * b)[:, None]
+        valid = (
+            torch.arange(q_len)[None, :] < torch.tensor(lengths if mask is not None else [q_len] * b)[:, None]
+        )
         diff = (ours.float() - ref.float())[valid].abs().max().item()
         assert diff <= tol * max(1.0, ref.float().abs().max().item()), (name, diff)
         if mask is not None:  # the mask is read once: a second layer's call reuses its chunks
@@ -194,7 +197,9 @@ def test_chunked_attention_hands_the_rest_to_transformers(monkeypatch: pytest.Mo
     module = _Heads(2)
     query = torch.randn(2, 4, 9, 8)
     key, value = torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
-    float_mask = torch.zeros(2, 1, 9, 9).masked_fill_(torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf"))
+    float_mask = torch.zeros(2, 1, 9, 9).masked_fill_(
+        torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf")
+    )
     for kwargs in (
         {"attention_mask": float_mask},  # an additive mask: transformers' path
         {"attention_mask": None, "sliding_window": 4},  # a window transformers did not put in a mask
@@ -210,14 +215,18 @@ def test_chunked_attention_hands_the_rest_to_transformers(monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_chunked_attention_scores(
-    qwen3_dir: Path, tmp_path: Path, tokenizer_dir: Path | None, share_prefix: bool, monkeypatch: pytest.MonkeyPatch
+    qwen3_dir: Path,
+    tmp_path: Path,
+    tokenizer_dir: Path | None,
+    share_prefix: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Fused (chunked attention on) against transformers' eager path, fp32 within 1e-5 and bf16 within
     bf16's rounding, on Qwen3 and Qwen2 (mxbai-v2), through the shared-prefix pass and the plain padded one."""
     dirs = [qwen3_dir]
     if tokenizer_dir is not None:
         dirs.append(build_qwen2_reranker(tmp_path / "qwen2", tokenizer_dir=tokenizer_dir))
-    docs = DOCS + ["A longer document, " * 6 + "about Paris and its many bridges over the Seine."]
+    docs = [*DOCS, "A longer document, " * 6 + "about Paris and its many bridges over the Seine."]
     for model_dir in dirs:
         monkeypatch.setenv("RERANKD_FUSED", "off")
         eager = {dt: load_scorer(str(model_dir), device="cpu", dtype=dt) for dt in ("float32", "bfloat16")}
@@ -236,5 +245,7 @@ def test_chunked_attention_scores(
         assert max(exact) - min(exact) > 0.05
         fp32 = max(abs(a - b) for a, b in zip(scores["fused", "float32"], exact, strict=True))
         assert fp32 <= 1e-5, (model_dir.name, fp32)
-        bf16 = max(abs(a - b) for a, b in zip(scores["fused", "bfloat16"], scores["eager", "bfloat16"], strict=True))
+        bf16 = max(
+            abs(a - b) for a, b in zip(scores["fused", "bfloat16"], scores["eager", "bfloat16"], strict=True)
+        )
         assert bf16 <= 0.05, (model_dir.name, bf16)

@@ -26,6 +26,7 @@ goes to transformers' `sdpa_attention_forward` unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -93,10 +94,8 @@ def _chunks(
     if cached is not None and cached[0] == (dtype, chunk):
         return cached[1]
     got = _chunks_from_mask(mask, dtype, chunk)
-    try:  # every layer of the pass gets this same mask tensor: read it once
+    with contextlib.suppress(AttributeError, RuntimeError):  # every layer of the pass shares this mask
         setattr(mask, _CACHE_ATTR, ((dtype, chunk), got))
-    except (AttributeError, RuntimeError):
-        pass
     return got
 
 
@@ -146,9 +145,17 @@ def sdpa_attention(
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
         )
-    b, heads, q_len, dim = query.shape
+    b, heads, q_len, _ = query.shape
     gqa = heads != key.shape[1]
     out = query.new_empty((b, q_len, heads, value.shape[-1]))
     for a, e, end, mask in _chunks(attention_mask, q_len, key.shape[2], query.dtype, query.device, CHUNK):

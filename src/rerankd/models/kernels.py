@@ -164,7 +164,7 @@ class _Attentions:
     def get_interface(self, name: str, default: Callable[..., Any]) -> Callable[..., Any]:
         if name == "sdpa":
             return sdpa_attention
-        return self._registry.get_interface(name, default)  # type: ignore[no-any-return]
+        return self._registry.get_interface(name, default)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._registry, name)
@@ -248,7 +248,9 @@ def apply_kernels(model: torch.nn.Module, mode: str | None = None) -> KernelsRes
         return KernelsResult(
             False, f"{device.type}: fused eager kernels not measured there, transformers' path"
         )
-    result = KernelsResult(True, "fused eager kernels (RMSNorm, SiLU-mul, RoPE, residual adds, chunked causal attention)")
+    result = KernelsResult(
+        True, "fused eager kernels (RMSNorm, SiLU-mul, RoPE, residual adds, chunked causal attention)"
+    )
     for m in model.modules():
         name = type(m).__name__
         if name in _LLAMA_NORMS and hasattr(m, "variance_epsilon"):
