@@ -157,9 +157,14 @@ def _masks(b: int, q: int, prefix: list[int], pw: int, lengths: list[int]) -> to
     return torch.cat([prefix_ok[:, None, :].expand(-1, q, -1), own], dim=2)[:, None]
 
 
+@pytest.mark.parametrize("float_masks", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_chunked_attention_equals_sdpa(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_attention_equals_sdpa(
+    dtype: torch.dtype, float_masks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = _small_chunks(monkeypatch, chunk=5)
+    if not float_masks:  # a pass too big to keep its float masks: boolean slices, converted per call
+        monkeypatch.setattr(attention, "MAX_FLOAT_MASK", 0)
     torch.manual_seed(0)
     b, heads, kv_heads, d, q_len = 3, 4, 2, 16, 23
     module = _Heads(heads // kv_heads)
@@ -189,6 +194,7 @@ def test_chunked_attention_equals_sdpa(dtype: torch.dtype, monkeypatch: pytest.M
             assert getattr(mask, attention._CACHE_ATTR) is cached and torch.equal(again, ours)
             # The early chunks read only the keys they can see.
             assert [end for _, _, end, _ in cached[1]][:2] == [pw + 5, pw + 10], name
+            assert all((m.dtype == torch.bool) != float_masks for *_, m in cached[1])
 
 
 def test_chunked_attention_hands_the_rest_to_transformers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ goes to transformers' `sdpa_attention_forward` unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -36,8 +37,13 @@ import torch.nn.functional as F
 CHUNK = 64
 # Below this many keys there is too little to skip to pay for more calls.
 MIN_KEYS = 2 * CHUNK
+# Without a mask, past this many keys the kernel's own causal skip (whole 512-key blocks) already saves
+# most of the work, and the chunks' causal masks (~keys^2 / 2 floats) would cost more than they save.
+MAX_CAUSAL_KEYS = 1024
+# A pass's float chunk masks are kept only below this many mask elements (16 MiB in fp32); above it each
+# call converts its boolean slice, as SDPA does with a whole mask.
+MAX_FLOAT_MASK = 1 << 22
 _CACHE_ATTR = "_rerankd_chunks"
-_causal: dict[tuple[int, int, int, torch.dtype, torch.device], list[tuple[int, int, int, torch.Tensor]]] = {}
 
 
 def _float_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -56,32 +62,30 @@ def _chunks_from_mask(
     idx = torch.arange(1, kv_len + 1, device=mask.device)
     last = torch.where(seen, idx, 0).amax(dim=-1)  # [Q]: 1 + the last key each query row sees
     ends = last.tolist()
+    convert = mask.numel() <= MAX_FLOAT_MASK
     out = []
     for a in range(0, q_len, chunk):
         b = min(a + chunk, q_len)
         end = max(1, max(ends[a:b]))
-        out.append((a, b, end, _float_mask(mask[:, :, a:b, :end], dtype)))
+        part = mask[:, :, a:b, :end]
+        out.append((a, b, end, _float_mask(part, dtype) if convert else part))
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def _chunks_causal(
     q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device, chunk: int
 ) -> list[tuple[int, int, int, torch.Tensor]]:
-    """Chunks of a bottom-right causal mask (query i sees keys 0 .. kv_len - q_len + i), cached."""
-    key = (q_len, kv_len, chunk, dtype, device)
-    got = _causal.get(key)
-    if got is None:
-        if len(_causal) >= 64:  # a bound on shapes kept, not an LRU
-            _causal.clear()
-        off = kv_len - q_len
-        got = []
-        for a in range(0, q_len, chunk):
-            b = min(a + chunk, q_len)
-            end = off + b
-            rows = torch.arange(a, b, device=device)[:, None] + off
-            allowed = torch.arange(end, device=device)[None, :] <= rows
-            got.append((a, b, end, _float_mask(allowed, dtype)))
-        _causal[key] = got
+    """Chunks of a bottom-right causal mask (query i sees keys 0 .. kv_len - q_len + i), for the few
+    shapes of recent passes (at most MAX_CAUSAL_KEYS keys: a few MiB each)."""
+    off = kv_len - q_len
+    got = []
+    for a in range(0, q_len, chunk):
+        b = min(a + chunk, q_len)
+        end = off + b
+        rows = torch.arange(a, b, device=device)[:, None] + off
+        allowed = torch.arange(end, device=device)[None, :] <= rows
+        got.append((a, b, end, _float_mask(allowed, dtype)))
     return got
 
 
@@ -90,12 +94,16 @@ def _chunks(
 ) -> list[tuple[int, int, int, torch.Tensor]]:
     if mask is None:
         return _chunks_causal(q_len, kv_len, dtype, device, chunk)
+    try:  # a mask changed in place since is read afresh (inference tensors keep no version counter)
+        version: int | None = mask._version
+    except RuntimeError:
+        version = None
     cached = getattr(mask, _CACHE_ATTR, None)
-    if cached is not None and cached[0] == (dtype, chunk):
+    if cached is not None and cached[0] == (dtype, chunk, version):
         return cached[1]
     got = _chunks_from_mask(mask, dtype, chunk)
     with contextlib.suppress(AttributeError, RuntimeError):  # every layer of the pass shares this mask
-        setattr(mask, _CACHE_ATTR, ((dtype, chunk), got))
+        setattr(mask, _CACHE_ATTR, ((dtype, chunk, version), got))
     return got
 
 
@@ -117,7 +125,7 @@ def _eligible(
         return False
     if mask is None:  # transformers dropped a causal mask: only if nothing else (a window) was in it
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-        return bool(causal) and kwargs.get("sliding_window") is None and kv_len >= q_len
+        return bool(causal) and kwargs.get("sliding_window") is None and q_len <= kv_len <= MAX_CAUSAL_KEYS
     return (
         mask.dtype == torch.bool
         and mask.dim() == 4
