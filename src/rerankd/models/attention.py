@@ -1,6 +1,6 @@
 """Causal attention for short sequences on CPU: SDPA over query chunks, each against only the keys it can see.
 
-What transformers' SDPA path costs here (one layer at the scorer's shapes, benchmarks/attention_probe.py):
+What transformers' SDPA path costs here (the scorer's shapes; `benchmarks/kernels_probe.py --attention`):
 - With a mask (right padding in a plain pass; the prefix-sharing pass always has one), transformers
   materialises GQA's K/V with `repeat_kv` (two copies of K/V at the query head count, every layer)
   because `enable_gqa` is only requested when there is no mask; the CPU flash kernel takes GQA with a
@@ -12,7 +12,8 @@ What transformers' SDPA path costs here (one layer at the scorer's shapes, bench
 
 So the query rows are cut into chunks of `CHUNK` rows, and chunk [a, b) runs one SDPA call (the same
 CPU flash kernel) against keys [0, end), `end` the last key any of its rows may attend to, plus one:
-under a causal mask about half the score, softmax and P @ V work is gone. The keys dropped are masked
+under a causal mask up to half the score, softmax and P @ V work is gone (~30% with workload A's
+71-key shared prefix ahead of 300 own tokens). The keys dropped are masked
 for every row of the chunk, so each row attends to exactly what it did. The mask (transformers' or the
 scorer's prepared 4-D boolean) is read once per forward pass: the chunk bounds and each chunk's additive
 float mask are kept on the mask tensor, which every layer of the pass shares. Without a mask
@@ -21,7 +22,9 @@ float mask are kept on the mask tensor, which every layer of the pass shares. Wi
 Not bit-equal to one SDPA call: each row's softmax sums and P @ V reduce over fewer (zero) terms in
 another grouping (fp32: ~1e-7 relative; tests/integration/test_kernels.py bounds it). Anything else
 (dropout, softcap, a float mask, sliding windows without a mask, a single query row, non-CPU tensors)
-goes to transformers' `sdpa_attention_forward` unchanged.
+goes to transformers' `sdpa_attention_forward` unchanged. Measured on an AMD EPYC (1 thread, CPU time):
+the attention call 1.25-2x faster, the whole model on workload A 1.03x (fp32) / 1.01x (bf16) over the
+other kernels alone (benchmarks/README.md, kernels section).
 """
 
 from __future__ import annotations
