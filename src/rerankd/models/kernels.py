@@ -20,8 +20,12 @@ allocates the sum. The replacements below compute the same values with fewer tem
   pass and shared by every layer (transformers passes `position_embeddings`): nothing to precompute.
 - Residual adds: the attention's and the MLP's outputs are fresh tensors (their output projections'),
   so the residual is added into them in place (Qwen2/Qwen3/Llama decoder layers).
+- Attention: the same copy of the attention forward resolves "sdpa" to `rerankd.models.attention`'s
+  causal attention by query chunks (each chunk against only the keys it can see; GQA without
+  `repeat_kv`); it hands every case it does not cover to transformers' SDPA. Not bit-equal (shorter
+  reductions), within ~1e-7 in fp32: the one exception to the rule below.
 
-Each replacement rounds where transformers' code rounds, so scores equal transformers' path bit for bit
+Each other replacement rounds where transformers' code rounds, so scores equal transformers' path bit for bit
 in fp32 and bf16 on the models tested (tests/integration/test_kernels.py). Only classes known to
 have these semantics are patched; anything else keeps transformers' code. $RERANKD_FUSED=off loads
 the eager transformers path unchanged (the reference in tests), `on` patches on every device, `auto`
@@ -42,6 +46,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from rerankd.models.attention import sdpa_attention
 
 log = logging.getLogger("rerankd.models")
 
@@ -146,11 +152,30 @@ def _attention_with_rope(key: str, cls: Any) -> Callable[..., Any] | None:
     return _FAST_ATTENTION[key]
 
 
+class _Attentions:
+    """Stands in for transformers' `ALL_ATTENTION_FUNCTIONS` inside our copy of an attention forward:
+    "sdpa" resolves to the chunked causal attention (models/attention.py), which hands anything it does
+    not cover back to transformers' SDPA; every other implementation (eager, the batch-invariant one,
+    flash) is transformers' registry's."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def get_interface(self, name: str, default: Callable[..., Any]) -> Callable[..., Any]:
+        if name == "sdpa":
+            return sdpa_attention
+        return self._registry.get_interface(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+
 def _build_attention_with_rope(cls: Any) -> Callable[..., Any] | None:
-    """`cls.forward` (undecorated) with its `apply_rotary_pos_emb` resolved to ours: a copy of the function
-    with its own globals, so the modeling module itself (and any other model using it, such as the
-    reference in tests) keeps transformers' RoPE. If the module's function is replaced later (the
-    compiled path swaps in a compiled one), that replacement wins."""
+    """`cls.forward` (undecorated) with its `apply_rotary_pos_emb` resolved to ours, and its "sdpa"
+    attention to the chunked one: a copy of the function with its own globals, so the modeling module
+    itself (and any other model using it, such as the reference in tests) keeps transformers' RoPE and
+    attention. If the module's RoPE function is replaced later (the compiled path swaps in a compiled
+    one), that replacement wins."""
     fn = inspect.unwrap(cls.forward)
     module = sys.modules.get(fn.__module__)
     original = fn.__globals__.get("apply_rotary_pos_emb")
@@ -162,8 +187,12 @@ def _build_attention_with_rope(cls: Any) -> Callable[..., Any] | None:
         return (apply_rotary_pos_emb if current is original else current)(*args, **kwargs)
 
     scope = dict(fn.__globals__, apply_rotary_pos_emb=rope)
+    registry = fn.__globals__.get("ALL_ATTENTION_FUNCTIONS")
+    if registry is not None and "ALL_ATTENTION_FUNCTIONS" in fn.__code__.co_names:
+        scope["ALL_ATTENTION_FUNCTIONS"] = _Attentions(registry)
     fast = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
     fast.__kwdefaults__ = fn.__kwdefaults__
+    fast._rerankd_attention = isinstance(scope.get("ALL_ATTENTION_FUNCTIONS"), _Attentions)  # type: ignore[attr-defined]
     return fast
 
 
@@ -219,7 +248,9 @@ def apply_kernels(model: torch.nn.Module, mode: str | None = None) -> KernelsRes
         return KernelsResult(
             False, f"{device.type}: fused eager kernels not measured there, transformers' path"
         )
-    result = KernelsResult(True, "fused eager kernels (RMSNorm, SiLU-mul, RoPE, residual adds)")
+    result = KernelsResult(
+        True, "fused eager kernels (RMSNorm, SiLU-mul, RoPE, residual adds, chunked causal attention)"
+    )
     for m in model.modules():
         name = type(m).__name__
         if name in _LLAMA_NORMS and hasattr(m, "variance_epsilon"):
@@ -231,11 +262,14 @@ def apply_kernels(model: torch.nn.Module, mode: str | None = None) -> KernelsRes
         ):
             _patch_forward(m, _mlp_forward, result, "mlp")
         elif name.endswith("Attention") and type(m).__module__ in _ROPE_MODULES:
+            count = result.patched.get("rope", 0)
             fast = _attention_with_rope(type(m).__module__ + ":" + type(m).__qualname__, type(m))
             if fast is not None:
                 _patch_forward(
                     m, functools.partial(_attention_forward, fast=fast, original=m.forward), result, "rope"
                 )
+                if getattr(fast, "_rerankd_attention", False) and result.patched.get("rope", 0) > count:
+                    result.patched["attention"] = result.patched.get("attention", 0) + 1
         elif name in _PRE_NORM_LAYERS:
             _patch_forward(m, functools.partial(_layer_forward, original=m.forward), result, "layer")
     if not result.patched:
