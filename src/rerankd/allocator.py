@@ -10,7 +10,8 @@ it (Debian/Ubuntu: `apt install libjemalloc2`), as PyTorch's own CPU launcher
 (`torch.backends.xeon.run_cpu --enable-jemalloc`) and vLLM's CPU images do by LD_PRELOAD.
 `RERANKD_ALLOCATOR=system` keeps glibc's; `RERANKD_ALLOCATOR=jemalloc` requires jemalloc.
 
-Nothing here imports anything heavy: it runs before the CLI parses its arguments.
+Nothing here imports anything heavy: it runs before the CLI parses its arguments (after Python has
+imported the CLI's own modules, ~0.3 s, which the re-executed process imports again).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ DIRS = (
     "/usr/lib64",
     "/usr/lib",
     "/usr/local/lib",
-    "/opt/homebrew/lib",
 )
 # Held blocked across the exec: one that arrives in between stays pending and reaches the server's
 # early-signal recorder once it is installed (`release_signals`), so an early SIGTERM still exits 0.
@@ -65,20 +65,36 @@ def loaded() -> str:
     return "glibc"
 
 
+def _choice(env: Mapping[str, str]) -> str:
+    choice = env.get(ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "jemalloc", "system"):
+        raise AllocatorError(f"{ENV} must be auto, jemalloc or system, got {env.get(ENV)!r}")
+    return choice
+
+
 def preload_env(
     argv: Sequence[str], env: Mapping[str, str], library: str | None, platform: str = sys.platform
 ) -> dict[str, str] | None:
     """The environment to re-execute `rerankd serve` with, or None to run on as it is."""
-    choice = env.get(ENV, "auto").strip().lower() or "auto"
-    if choice not in ("auto", "jemalloc", "system"):
-        raise AllocatorError(f"{ENV} must be auto, jemalloc or system, got {env.get(ENV)!r}")
-    serving = len(argv) > 1 and argv[1] == "serve"
+    if not (len(argv) > 1 and argv[1] == "serve") or REEXEC_ENV in env:
+        return None
+    choice = _choice(env)
     # Ray starts its own processes (raylet, workers) from this environment: not ours to preload into.
-    if choice == "system" or not serving or "--ray" in argv or REEXEC_ENV in env:
+    ray = "--ray" in argv or env.get("RERANKD_RAY", "").strip().lower() in ("1", "true", "yes", "on")
+    if ray and choice == "jemalloc":
+        raise AllocatorError(f"{ENV}=jemalloc: Ray's processes are not preloaded; unset it to use --ray")
+    if choice == "system" or ray:
         return None
-    if "jemalloc" in env.get("LD_PRELOAD", ""):
+    preloaded = env.get("LD_PRELOAD", "")
+    if any(name in preloaded for name in ("jemalloc", "tcmalloc", "mimalloc")):
+        if choice == "jemalloc" and "jemalloc" not in preloaded:
+            raise AllocatorError(f"{ENV}=jemalloc, but LD_PRELOAD already holds another allocator")
+        return None  # the user chose an allocator already
+    if platform != "linux":
+        if choice == "jemalloc":
+            raise AllocatorError(f"{ENV}=jemalloc: preloading an allocator is done on Linux only")
         return None
-    if platform != "linux" or library is None:
+    if library is None:
         if choice == "jemalloc":
             raise AllocatorError(
                 f"{ENV}=jemalloc, but no libjemalloc was found (install it, e.g. `apt install libjemalloc2`, "
@@ -92,29 +108,52 @@ def preload_env(
 def reexec_if_needed(argv: Sequence[str] | None = None) -> None:
     """Replace this process by itself with jemalloc preloaded, when `preload_env` says so (same pid)."""
     args = list(sys.argv if argv is None else argv)
-    env = preload_env(args, os.environ, find_jemalloc())
-    if env is None:
-        return
     original = list(getattr(sys, "orig_argv", []) or [sys.executable, *sys.argv])
+    # Only a process started as this command: `main()` called from another program (a test runner)
+    # must not re-execute that program.
+    if len(args) < 2 or original[-(len(args) - 1) :] != args[1:]:
+        return
+    env = preload_env(args, os.environ, find_jemalloc())
+    if env is None or not sys.executable:  # an embedded interpreter has no executable to exec
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
     try:
         os.execve(sys.executable, [sys.executable, *original[1:]], env)
     except OSError:  # cannot exec (a frozen or odd interpreter): run on glibc's malloc
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+        if _choice(os.environ) == "jemalloc":
+            raise AllocatorError(
+                f"{ENV}=jemalloc, but this interpreter could not re-execute itself"
+            ) from None
 
 
 def release_signals() -> None:
-    """Deliver what arrived during the exec; call once the process's own handlers are in place."""
-    if os.environ.get(REEXEC_ENV):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+    """In the re-executed process, once its own handlers are in place: deliver what arrived during the
+    exec, check that jemalloc did load when it was required, and give the processes it starts the
+    environment it was started with (no guard, no preload of ours)."""
+    library = os.environ.pop(REEXEC_ENV, None)
+    if library is None or not hasattr(signal, "pthread_sigmask"):
+        return
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+    rest = os.environ.get("LD_PRELOAD", "").removeprefix(library).strip()
+    if rest:
+        os.environ["LD_PRELOAD"] = rest
+    else:
+        os.environ.pop("LD_PRELOAD", None)
+    if _choice(os.environ) == "jemalloc" and loaded() != "jemalloc":
+        raise AllocatorError(f"{ENV}=jemalloc, but {library} did not load (the dynamic loader refused it)")
 
 
 def describe() -> str:
     """One line for the start-up log: what runs, and what to do when it is not jemalloc."""
     name = loaded()
-    if name == "jemalloc":
-        return "allocator: jemalloc"
-    if name == "glibc" and os.environ.get(ENV, "auto").strip().lower() != "system":
+    if (
+        name == "glibc"
+        and os.environ.get(ENV, "auto").strip().lower() != "system"
+        and find_jemalloc() is None
+    ):
         return (
             "allocator: glibc malloc (no libjemalloc found: RSS may creep up under traffic; "
             "install it, e.g. `apt install libjemalloc2`)"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -28,8 +30,11 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     ], proc.stderr[-3000:]
     assert rows["A", "float32"]["max_diff"] < 1e-5  # rerankd in fp32 is the reference algorithm
     assert rows["A", "float32"]["tokens"] == rows["A", "reference"]["tokens"]
-    # Without the fused kernels (RERANKD_FUSED=off in that child): the same scores, bit for bit.
-    assert rows["A", "float32-eager"]["scores"] == rows["A", "float32"]["scores"]
+    # Without the fused kernels and chunked attention (RERANKD_FUSED=off in that child): the same scores
+    # to fp32's bound (the norms are bit-equal; attention over fewer keys sums in another order).
+    eager = [s for r in rows["A", "float32-eager"]["scores"] for s in r]
+    fused = [s for r in rows["A", "float32"]["scores"] for s in r]
+    assert eager == pytest.approx(fused, abs=1e-5)
     server = rows["C", "float32 server x2"]
     assert server["max_diff"] < 1e-5 and server["vs_offline"] > 0 and server["peak_rss_gib"] > 0
     assert "| C | float32 server x2 |" in proc.stdout

@@ -75,6 +75,11 @@ def _is_causal_lm(model_dir: str | Path) -> bool:
     return any(a.endswith("ForCausalLM") for a in config.get("architectures") or [])
 
 
+def _is_qwen3(model_dir: str | Path) -> bool:
+    """The peers apply Qwen3-Reranker's template and yes/no tokens: other LLM families are not theirs."""
+    return json.loads((Path(model_dir) / "config.json").read_text()).get("model_type") == "qwen3"
+
+
 def prepare(peer: str, model_dir: str) -> dict[str, Any]:
     """Make (or find) the peer's copy of the model; {"skipped": why} when the peer cannot run here."""
     missing = _missing(peer)
@@ -85,6 +90,8 @@ def prepare(peer: str, model_dir: str) -> dict[str, Any]:
         return {"cache": str(model_dir), "seconds": 0.0, "made": False}  # a cross-encoder: used as it is
     if peer == "openvino" and not _is_causal_lm(model_dir):
         return {"skipped": "the openvino peer runs yes/no causal-LM rerankers only"}
+    if not _is_qwen3(model_dir):
+        return {"skipped": "the peers apply the Qwen3-Reranker template only; this model is another family"}
     if is_fresh(cache, model_dir):
         return {"cache": str(cache), "seconds": 0.0, "made": False}
     t = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,18 +154,26 @@ def _child(args: list[str], python: str | None) -> tuple[dict[str, Any], int]:
     """`python -m rerankd.bench ARGS --result FILE` under `python` (default: this interpreter), with this
     rerankd first on its path, so another venv (a peer's) runs the same code; its JSON and peak RSS."""
     env = None
+    path_dir = None
     if python is not None:
-        src = str(Path(__file__).resolve().parents[2])  # the directory that holds this rerankd package
+        # A directory holding only this rerankd (a link to it): the directory above the package may be a
+        # site-packages, whose torch and transformers would shadow the other venv's own.
+        path_dir = tempfile.mkdtemp(prefix="rerankd-peer-path-")
+        os.symlink(Path(__file__).resolve().parents[1], Path(path_dir) / "rerankd")
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
+            "PYTHONPATH": os.pathsep.join(p for p in (path_dir, os.environ.get("PYTHONPATH")) if p),
         }
     fd, name = tempfile.mkstemp(suffix=".json")
     os.close(fd)
-    proc = subprocess.Popen(
-        [python or sys.executable, "-m", "rerankd.bench", *args, "--result", name], env=env
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-m", "rerankd.bench", *args, "--result", name], env=env
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if path_dir is not None:
+            shutil.rmtree(path_dir, ignore_errors=True)
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = Path(name).read_text()
     Path(name).unlink(missing_ok=True)
@@ -247,12 +256,18 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 ref_scores = old.scores
         for variant in [v for v in VARIANTS if v in plan.variants]:
             python = plan.peer_python if variant in PEERS else None
-            if variant in PEERS:
-                ready = _prepare_peer(variant, plan, python, say)
-                if "skipped" in ready:
-                    say(f"[{name}] {variant}: skipped ({ready['skipped']})")
-                    continue
-            res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python)
+            try:
+                if variant in PEERS:
+                    ready = _prepare_peer(variant, plan, python, say)
+                    if "skipped" in ready:
+                        say(f"[{name}] {variant}: skipped ({ready['skipped']})")
+                        continue
+                res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python)
+            except RuntimeError as e:
+                if variant not in PEERS:
+                    raise
+                say(f"[{name}] {variant}: skipped (it failed: {e})")  # a peer's failure is not rerankd's
+                continue
             if "skipped" in res:
                 say(f"[{name}] {variant}: skipped ({res['skipped']})")
                 continue

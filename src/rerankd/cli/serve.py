@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rerankd.allocator import release_signals
+from rerankd.allocator import AllocatorError, release_signals
 from rerankd.cli.models_file import (
     ModelEntry,
     aligned,
@@ -203,7 +203,10 @@ def serve(
         from rerankd.server.run import EARLY_SIGNALS
 
         EARLY_SIGNALS.install()
-    release_signals()  # those that came in while it re-executed itself with jemalloc (cli.main)
+    try:
+        release_signals()  # those that came in while it re-executed itself with jemalloc (cli.main)
+    except AllocatorError as e:
+        raise fail(str(e), EXIT_USAGE) from None
     # Read here, not by click: click splits a list option's variable on whitespace, which would cut
     # "/models/my model" or a served name with a space in two. These split on commas.
     entries = model_entries(

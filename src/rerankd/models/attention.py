@@ -97,7 +97,7 @@ def _chunks(
 ) -> list[tuple[int, int, int, torch.Tensor]]:
     if mask is None:
         return _chunks_causal(q_len, kv_len, dtype, device, chunk)
-    try:  # a mask changed in place since is read afresh (inference tensors keep no version counter)
+    try:  # outside inference mode a mask changed in place is read afresh (inference tensors have no version)
         version: int | None = mask._version
     except RuntimeError:
         version = None
