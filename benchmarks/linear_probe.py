@@ -8,7 +8,8 @@ Prints medians and the ratio packed / eager, the max difference between the two 
 oneDNN kernel) and, for the model, the process's peak RSS against the fp32 weights. Run:
     PYTHONPATH=src python benchmarks/linear_probe.py --gemm --threads 1 --cpu-time
     PYTHONPATH=src python benchmarks/linear_probe.py --layer --rounds 5 --threads 1 --cpu-time
-    PYTHONPATH=src python benchmarks/linear_probe.py --docs 16 --rounds 3 --threads 1 --cpu-time
+    PYTHONPATH=src python benchmarks/linear_probe.py --docs 16 --rounds 3 --threads 1 --cpu-time \
+        [--model /work/models/qwen3-reranker-0.6b-random]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,7 +114,7 @@ def model_probe(args: Any) -> None:
     from rerankd.reranker import load_reranker
 
     os.environ["RERANKD_PACK"] = "off"  # load plain; the probe packs and reverts itself
-    model_dir = ensure_model(DEFAULT_MODEL_DIR)
+    model_dir = ensure_model(Path(args.model)) if args.model else ensure_model(DEFAULT_MODEL_DIR)
     fp32_bytes = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     request = make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), False)["A"][0]
     query, docs = request["query"], request["documents"][: args.docs or None]
@@ -161,6 +163,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--docs", type=int, default=16, help="score the first N documents of A (0: all)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--model", default="", help="the random full-size model's directory (default: the bench's)")
     ap.add_argument("--cpu-time", action="store_true", help="time by the process's CPU time")
     args = ap.parse_args()
     global _clock
