@@ -58,7 +58,9 @@ def gemm_probe(args: Any) -> None:
             packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
             runs = {
                 "eager": lambda x=x, w=w: F.linear(x, w),
-                "packed": lambda x=x, p=packed: torch.ops.mkldnn._linear_pointwise(x, p, None, "none", [], ""),
+                "packed": lambda x=x, p=packed: torch.ops.mkldnn._linear_pointwise(
+                    x, p, None, "none", [], ""
+                ),
             }
             ts = _interleave(runs, args.rounds, repeat=3)
             diff = (runs["packed"]().float() - runs["eager"]().float()).abs().max().item()
@@ -100,7 +102,9 @@ def layer_probe(args: Any) -> None:
         runs[label] = run
     ts = _interleave(runs, args.rounds)
     diff = (runs["packed"]().float() - runs["eager"]().float()).abs().max().item()
-    print(f"one bf16 decoder layer, [{b}, {s}] tokens, {result.packed} linears packed, load {os.getloadavg()}")
+    print(
+        f"one bf16 decoder layer, [{b}, {s}] tokens, {result.packed} linears packed, load {os.getloadavg()}"
+    )
     for k, t in ts.items():
         print(f"  {k:7s} ms median {1e3 * statistics.median(t):7.1f}  x eager {_ratio(t, ts['eager'])}")
     print(f"  max |diff| packed vs eager {diff:.1e}")
@@ -163,7 +167,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--docs", type=int, default=16, help="score the first N documents of A (0: all)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--model", default="", help="the random full-size model's directory (default: the bench's)")
+    ap.add_argument(
+        "--model", default="", help="the random full-size model's directory (default: the bench's)"
+    )
     ap.add_argument("--cpu-time", action="store_true", help="time by the process's CPU time")
     args = ap.parse_args()
     global _clock

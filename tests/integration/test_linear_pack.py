@@ -81,7 +81,9 @@ def test_fp32_int8_untouched(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert _packed(_load(qwen3_dir, "int8", monkeypatch, "on").model) == 0
 
 
-def test_cross_encoder_with_biases_untouched(cross_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cross_encoder_with_biases_untouched(
+    cross_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     on = _load(cross_encoder_dir, "bfloat16", monkeypatch, "on")
     off = _load(cross_encoder_dir, "bfloat16", monkeypatch, "off")
     assert _packed(on.model) == 0  # every linear of the BERT-style model has a bias: left to F.linear

@@ -37,6 +37,8 @@ class PackedLinear(torch.nn.Module):
     layout) bf16 tensor. Inference only: the packed tensor has no storage, so no autograd, no
     state-dict round trip, no deepcopy."""
 
+    weight: torch.Tensor
+
     def __init__(self, linear: torch.nn.Linear, batch_hint: int | None = None) -> None:
         super().__init__()
         self.in_features = linear.in_features
