@@ -71,6 +71,10 @@ def test_revert_restores_plain_linears(qwen3_dir: Path, monkeypatch: pytest.Monk
     assert _scores(scorer) == before
     result.revert()
     assert _packed(scorer.model) == 0 and _scores(scorer) == before
+    # What maybe_compile does first (inductor cannot trace the opaque packed tensors).
+    n = linear.pack_linear_weights(scorer.model, "on").packed
+    assert linear.unpack_linear_weights(scorer.model) == n and _packed(scorer.model) == 0
+    assert _scores(scorer) == before
 
 
 def test_fp32_int8_untouched(qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,3 +138,17 @@ def pack_linear_weights(model: torch.nn.Module, mode: str | None = None) -> Pack
         result.packed += 1
     log.info("prepacked %d bf16 linear layers for oneDNN", result.packed)
     return result
+
+
+def unpack_linear_weights(model: torch.nn.Module) -> int:
+    """Swap every `PackedLinear` in `model` back for a plain nn.Linear (before torch.compile: inductor
+    cannot trace oneDNN's opaque tensors, and its own freezing pass packs). Returns how many."""
+    targets = [
+        (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, PackedLinear)
+    ]
+    for parent, name in targets:
+        setattr(parent, name, getattr(parent, name).unpack())
+    return len(targets)
