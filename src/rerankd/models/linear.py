@@ -136,8 +136,25 @@ def pack_linear_weights(model: torch.nn.Module, mode: str | None = None) -> Pack
 
         result._undo.append(undo)
         result.packed += 1
+    _trim_heap()
     log.info("prepacked %d bf16 linear layers for oneDNN", result.packed)
     return result
+
+
+def _trim_heap() -> None:
+    """Hand the freed plain weights back to the OS. glibc keeps freed 0.5-6 MiB blocks that came from
+    its heap resident (measured: +94 MiB RSS for 99 MiB of packed weights, gone after malloc_trim);
+    other allocators (jemalloc under `rerankd serve`) return memory themselves. Best effort."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = getattr(libc, "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+    except OSError:
+        pass
 
 
 def unpack_linear_weights(model: torch.nn.Module) -> int:
