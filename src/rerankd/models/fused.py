@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from rerankd.models.linear import unpack_linear_weights
+
 log = logging.getLogger("rerankd.models")
 
 _NORM_CLASSES = ("RMSNorm",)  # class-name suffixes: Qwen3RMSNorm, Qwen2RMSNorm, LlamaRMSNorm, ...
@@ -121,6 +123,7 @@ def maybe_compile(
             return CompileResult(False, why)
     if not _targets(model):
         return CompileResult(False, f"{type(model).__name__}: no RMSNorm/MLP modules to compile, eager")
+    unpack_linear_weights(model)  # prepacked (opaque oneDNN) weights do not trace; plain ones do
     t = time.perf_counter()
     result = compile_modules(model)
     try:

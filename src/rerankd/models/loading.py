@@ -18,6 +18,7 @@ from rerankd.errors import ModelLoadError, UnsupportedModelError
 from rerankd.models.base import Family, ModelInfo, Scorer
 from rerankd.models.families import FAMILIES, QWEN3, LLMFamily, family_named, recognise
 from rerankd.models.kernels import apply_kernels
+from rerankd.models.linear import pack_linear_weights
 from rerankd.models.precision import (  # resolve_dtype: also imported from here
     INT8,
     auto_dtype,
@@ -274,7 +275,8 @@ def load_scorer(
         from rerankd.models.fused import maybe_compile
 
         # Opt-in ($RERANKD_COMPILE=on|auto): ~1.17x on bf16 A with AMX, for 5-18 s of start-up.
-        maybe_compile(net, os.environ.get("RERANKD_COMPILE", "off"))
+        if not maybe_compile(net, os.environ.get("RERANKD_COMPILE", "off")).compiled:
+            pack_linear_weights(net)  # bf16 on CPU: oneDNN-packed weights in place of the plain ones
     arch = (getattr(config, "architectures", None) or [type(net).__name__])[0]
     warning = _smoke_warning(source)
     size = weight_bytes(net)

@@ -205,7 +205,7 @@ def weight_bytes(module: torch.nn.Module) -> int:
 
     def add(t: torch.Tensor) -> None:
         nonlocal total
-        if t.is_quantized:
+        if t.is_quantized or t.is_mkldnn:  # no storage to ask (oneDNN-packed weights: models.linear)
             size = t.numel() * t.element_size()
             key = (id(t), size)
         else:
