@@ -135,8 +135,8 @@ def int8_advice() -> str:
     if cpu.avx512_bf16:
         return (
             "int8 on this CPU (avx512_bf16, no AMX) measured 1.0x bf16 per layer and 1.33x on a whole 0.6B "
-            "model, but its scores drift 1-2e-2 vs fp32 (bf16: ~5e-3): auto keeps bfloat16, the fastest "
-            "path within 0.01 of fp32"
+            "model, but its scores drift 1-2e-2 vs fp32 (bf16: ~5e-3): use dtype bfloat16 or auto (the fastest "
+            "path within 0.01 of fp32) unless that drift is acceptable"
         )
     return (
         "int8 (torch.ao dynamic quantisation): the fastest CPU path where bf16 is not native (measured "
