@@ -114,8 +114,9 @@ def _missing(peer: str) -> str | None:
 
 
 def _threads() -> int:
-    # rerankd's rule (the cores in the affinity mask, $RERANKD_THREADS), without importing rerankd.models:
-    # that import caps oneDNN's caches, and a peer should run as its own users run it.
+    # rerankd's rule (the cores in the affinity mask, $RERANKD_THREADS), so both sides use the same cores.
+    # (The child is `python -m rerankd.bench`, so rerankd.models is imported and its oneDNN cache caps
+    # apply to the peers too: they bound memory, not speed.)
     env = os.environ.get("RERANKD_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)

@@ -19,13 +19,13 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rerankd.models.linear import unpack_linear_weights
+from rerankd.models.patching import Undoable
 
 log = logging.getLogger("rerankd.models")
 
@@ -35,20 +35,17 @@ _ROPE_FN = "apply_rotary_pos_emb"
 
 
 @dataclass
-class CompileResult:
+class CompileResult(Undoable):
     """What `maybe_compile` did: whether the model runs compiled, why, and what it cost."""
 
     compiled: bool
     reason: str
     seconds: float = 0.0
     modules: int = 0
-    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def revert(self) -> None:
         """Back to eager (the original forwards and RoPE function)."""
-        for undo in reversed(self._undo):
-            undo()
-        self._undo.clear()
+        self._undo_all()
         self.compiled = False
 
 

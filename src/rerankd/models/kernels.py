@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from rerankd.models.attention import sdpa_attention
+from rerankd.models.patching import Undoable
 
 log = logging.getLogger("rerankd.models")
 
@@ -210,19 +211,16 @@ def _attention_forward(
 
 
 @dataclass
-class KernelsResult:
+class KernelsResult(Undoable):
     """What `apply_kernels` patched (counts per kind) and why, with the undo."""
 
     applied: bool
     reason: str
     patched: dict[str, int] = field(default_factory=dict)
-    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def revert(self) -> None:
         """Back to transformers' forwards (and RoPE functions)."""
-        for undo in reversed(self._undo):
-            undo()
-        self._undo.clear()
+        self._undo_all()
         self.applied = False
 
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+
+from rerankd.models.patching import Undoable
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,15 @@ class PackedLinear(torch.nn.Module):
 
 
 @dataclass
-class PackResult:
+class PackResult(Undoable):
     """What `pack_linear_weights` did; `revert()` restores plain nn.Linear layers."""
 
     applied: bool
     reason: str
     packed: int = 0
-    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def revert(self) -> None:
-        for undo in reversed(self._undo):
-            undo()
-        self._undo.clear()
+        self._undo_all()
         self.applied = False
         self.packed = 0
 
