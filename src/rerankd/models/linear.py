@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,15 @@ def _packable(m: torch.nn.Module) -> bool:
     )
 
 
+def _children_where(
+    model: torch.nn.Module, pick: Callable[[torch.nn.Module], bool]
+) -> list[tuple[torch.nn.Module, str]]:
+    # (parent, name) pairs, not the modules: a list of them would keep every plain weight alive to the end.
+    return [
+        (parent, name) for parent in model.modules() for name, child in parent.named_children() if pick(child)
+    ]
+
+
 def supported() -> bool:
     """oneDNN present with bf16 support on this CPU (avx512_bf16, AMX, or its emulation on avx512)."""
     return bool(
@@ -113,14 +123,7 @@ def pack_linear_weights(model: torch.nn.Module, mode: str | None = None) -> Pack
         return PackResult(False, "prepacked linears off")
     if not supported():
         return PackResult(False, "oneDNN bf16 linear not available on this CPU/torch")
-    backbone = getattr(model, "base_model", model)
-    # Names only: a list of the modules themselves would keep every plain weight alive to the end.
-    targets = [
-        (parent, name)
-        for parent in backbone.modules()
-        for name, child in parent.named_children()
-        if _packable(child)
-    ]
+    targets = _children_where(getattr(model, "base_model", model), _packable)
     if not targets:
         return PackResult(False, "no bias-free bf16 CPU linear layers in the backbone")
     result = PackResult(True, "bf16 linear weights prepacked for oneDNN")
@@ -158,12 +161,7 @@ def _trim_heap() -> None:
 def unpack_linear_weights(model: torch.nn.Module) -> int:
     """Swap every `PackedLinear` in `model` back for a plain nn.Linear (before torch.compile: inductor
     cannot trace oneDNN's opaque tensors, and its own freezing pass packs). Returns how many."""
-    targets = [
-        (parent, name)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, PackedLinear)
-    ]
+    targets = _children_where(model, lambda m: isinstance(m, PackedLinear))
     for parent, name in targets:
         setattr(parent, name, getattr(parent, name).unpack())
     return len(targets)
