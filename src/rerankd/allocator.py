@@ -26,6 +26,7 @@ ENV = "RERANKD_ALLOCATOR"
 # Set in the re-executed process: the exec happened (or was tried), never again; its value is the library.
 REEXEC_ENV = "RERANKD_ALLOCATOR_PRELOADED"
 NAMES = ("libjemalloc.so.2", "libjemalloc.so")
+ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")  # what a preload or the process's maps may name
 DIRS = (
     "/usr/lib/x86_64-linux-gnu",
     "/usr/lib/aarch64-linux-gnu",
@@ -59,7 +60,7 @@ def loaded() -> str:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return "unknown"
-    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+    for name in ALLOCATORS:
         if f"lib{name}" in maps:
             return name
     return "glibc"
@@ -86,7 +87,7 @@ def preload_env(
     if choice == "system" or ray:
         return None
     preloaded = env.get("LD_PRELOAD", "")
-    if any(name in preloaded for name in ("jemalloc", "tcmalloc", "mimalloc")):
+    if any(name in preloaded for name in ALLOCATORS):
         if choice == "jemalloc" and "jemalloc" not in preloaded:
             raise AllocatorError(f"{ENV}=jemalloc, but LD_PRELOAD already holds another allocator")
         return None  # the user chose an allocator already
@@ -101,7 +102,7 @@ def preload_env(
                 f"or set {ENV}=system)"
             )
         return None
-    preload = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
+    preload = " ".join(p for p in (library, preloaded) if p)
     return {**env, "LD_PRELOAD": preload, REEXEC_ENV: library}
 
 
