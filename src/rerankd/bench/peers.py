@@ -41,12 +41,14 @@ Peer = tuple[Score, Count, dict[str, Any]]
 
 
 def cache_dir(model_dir: str | Path, peer: str) -> Path:
-    """`<model>/.rerankd-peers/<peer>`, or under ~/.cache/rerankd/bench when the model dir is read-only."""
+    """`<model>/.rerankd-peers/<peer>`, or under rerankd's cache (`bench/`) when the model dir is read-only."""
+    from rerankd.smoke import cache_root
+
     model = Path(model_dir).resolve()
     if os.access(model, os.W_OK):
         return model / ".rerankd-peers" / peer
     digest = hashlib.sha256(str(model).encode()).hexdigest()[:12]
-    return Path.home() / ".cache" / "rerankd" / "bench" / f"{model.name}-{digest}" / peer
+    return cache_root() / "bench" / f"{model.name}-{digest}" / peer
 
 
 def _source(model_dir: str | Path) -> dict[str, Any]:
@@ -114,13 +116,12 @@ def _missing(peer: str) -> str | None:
 
 
 def _threads() -> int:
-    # rerankd's rule (the cores in the affinity mask, $RERANKD_THREADS), so both sides use the same cores.
-    # (The child is `python -m rerankd.bench`, so rerankd.models is imported and its oneDNN cache caps
-    # apply to the peers too: they bound memory, not speed.)
-    env = os.environ.get("RERANKD_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # rerankd's own rule (the cores in the affinity mask, $RERANKD_THREADS), so both sides use the same
+    # cores. (The child is `python -m rerankd.bench`, so rerankd.models is imported anyway and its oneDNN
+    # cache caps apply to the peers too: they bound memory, not speed.)
+    from rerankd.models.loading import cpu_threads
+
+    return cpu_threads()
 
 
 # --- sentence-transformers --------------------------------------------------------------------------
@@ -285,9 +286,13 @@ def openvino_peer(model_dir: str, max_length: int = 8192, batch_size: int = 8) -
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     body_max = max_length - len(prefix) - len(suffix)
 
+    def texts(q: str, docs: list[str]) -> list[str]:
+        return [t.body_format.format(instruction=t.default_instruction, query=q, document=d) for d in docs]
+
     def bodies(q: str, docs: list[str]) -> list[list[int]]:
-        texts = [t.body_format.format(instruction=t.default_instruction, query=q, document=d) for d in docs]
-        ids = tok(texts, truncation="longest_first", max_length=body_max, return_attention_mask=False)
+        ids = tok(
+            texts(q, docs), truncation="longest_first", max_length=body_max, return_attention_mask=False
+        )
         return [prefix + list(x) + suffix for x in ids["input_ids"]]
 
     def score(q: str, docs: list[str]) -> list[float]:
@@ -308,8 +313,7 @@ def openvino_peer(model_dir: str, max_length: int = 8192, batch_size: int = 8) -
         return out
 
     def count(q: str, docs: list[str]) -> int:
-        texts = [t.body_format.format(instruction=t.default_instruction, query=q, document=d) for d in docs]
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        ids = tok(texts(q, docs), add_special_tokens=False)["input_ids"]
         return sum(len(prefix) + len(x) + len(suffix) for x in ids)
 
     extra = {"dtype": dtype, "precision": ran, "asked": precision, "openvino": ov.get_version()}

@@ -246,6 +246,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
         rows.append(row)
         say(progress_line(row, rows))
 
+    prepared: dict[str, dict[str, Any]] = {}  # each peer's copy of the model, checked once per run
     for name in [w for w in plan.workloads if w != "C"]:
         req_file = tmp / f"{name}.json"
         req_file.write_text(json.dumps(plan.requests[name]))
@@ -258,7 +259,9 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
             python = plan.peer_python if variant in PEERS else None
             try:
                 if variant in PEERS:
-                    ready = _prepare_peer(variant, plan, python, say)
+                    if variant not in prepared:
+                        prepared[variant] = _prepare_peer(variant, plan, python, say)
+                    ready = prepared[variant]
                     if "skipped" in ready:
                         say(f"[{name}] {variant}: skipped ({ready['skipped']})")
                         continue
