@@ -32,6 +32,17 @@ from rerankd.reranker import load_reranker
 _clock = time.perf_counter
 
 
+def _interleaved(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Each run's seconds per round, the runs taken in turn every round (a burst of load hits all alike)."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, f in runs.items():
+            t = _clock()
+            f()
+            times[k].append(_clock() - t)
+    return times
+
+
 def _profile(label: str, run: Callable[[], Any], rows: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
@@ -133,12 +144,7 @@ def layer_probe(args: Any) -> None:
 
             runs[f"{name} {label}"] = run
     outs = {k: f() for k, f in runs.items()}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for k, f in runs.items():
-            t = _clock()
-            f()
-            times[k].append(_clock() - t)
+    times = _interleaved(runs, args.rounds)
     print(f"one decoder layer, {args.shape} pass, {args.rounds} rounds interleaved, load {os.getloadavg()}")
     for k, ts in times.items():
         dt = k.split(" ")[0]
@@ -199,12 +205,7 @@ def attention_probe(args: Any) -> None:
 
             runs[f"{name} {label}"] = run
     outs = {k: f() for k, f in runs.items()}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for k, f in runs.items():
-            t = _clock()
-            f()
-            times[k].append(_clock() - t)
+    times = _interleaved(runs, args.rounds)
     print(
         f"attention of one layer, {args.shape} pass, {args.rounds} rounds interleaved, load {os.getloadavg()}"
     )
