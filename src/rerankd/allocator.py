@@ -106,6 +106,25 @@ def preload_env(
     return {**env, "LD_PRELOAD": preload, REEXEC_ENV: library}
 
 
+def serve_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the allocator `rerankd serve` would re-execute itself on (jemalloc preloaded where it
+    would be): for a process compared with a server, such as the bench's offline rows, so that both run
+    on the same malloc. Where `serve` would refuse to start, `env` as it is."""
+    try:
+        new = preload_env(["rerankd", "serve"], env, find_jemalloc())
+    except AllocatorError:
+        new = None
+    if new is None:
+        return dict(env)
+    new.pop(REEXEC_ENV)
+    return new
+
+
+def preloaded_allocator(env: Mapping[str, str]) -> str:
+    """The malloc a process started with `env` runs on: the allocator its LD_PRELOAD names, or "glibc"."""
+    return next((name for name in ALLOCATORS if name in env.get("LD_PRELOAD", "")), "glibc")
+
+
 def reexec_if_needed(argv: Sequence[str] | None = None) -> None:
     """Replace this process by itself with jemalloc preloaded, when `preload_env` says so (same pid)."""
     args = list(sys.argv if argv is None else argv)

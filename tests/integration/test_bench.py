@@ -16,7 +16,7 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "rerankd.bench", "--model", str(qwen3_dir), "--quick"]
     cmd += ["--workloads", "A,C", "--variants", "reference,float32,float32-eager", "--clients", "2"]
-    cmd += ["--output", str(out)]
+    cmd += ["--server-dtype", "float32", "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,6 +38,13 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     server = rows["C", "float32 server x2"]
     assert server["max_diff"] < 1e-5 and server["vs_offline"] > 0 and server["peak_rss_gib"] > 0
     assert "| C | float32 server x2 |" in proc.stdout
+    # Every child, the server's too, runs on the malloc `rerankd serve` picks here (jemalloc where the
+    # machine has it), so C's offline and served rows are compared on one allocator.
+    from rerankd import allocator
+
+    malloc = allocator.preloaded_allocator(allocator.serve_env(os.environ))
+    assert json.loads(out.read_text())["machine"]["allocator"] == malloc
+    assert f"[C] offline: malloc {malloc}" in proc.stderr
 
 
 def test_bench_header_auto_compiled_and_a_missing_peer(qwen3_dir: Path, tmp_path: Path) -> None:

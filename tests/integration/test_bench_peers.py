@@ -94,3 +94,47 @@ def test_bench_runs_the_peers_beside_the_reference(own_model: Path, tmp_path: Pa
     if has["openvino"]:
         assert "inference precision f32" in proc.stderr
         assert (own_model / ".rerankd-peers" / "openvino" / "model.xml").is_file()
+
+
+def test_seq_cls_copy_of_a_bf16_checkpoint_stays_bf16(own_model: Path, tmp_path: Path) -> None:
+    """The copy is made in the checkpoint's own dtype (an 8B bf16 model is not doubled to fp32), with
+    the yes - no score row in fp32, and it still scores as the reference does on those weights."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rerankd.bench.peers import cache_dir, prepare, st_peer
+    from rerankd.testing.reference import ReferenceQwen3Reranker
+
+    bf16 = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(str(own_model), dtype=torch.bfloat16).save_pretrained(bf16)
+    AutoTokenizer.from_pretrained(str(own_model)).save_pretrained(bf16)
+    assert prepare("st-crossencoder", str(bf16))["made"]
+    with safe_open(str(cache_dir(bf16, "st-crossencoder") / "model.safetensors"), framework="pt") as f:
+        dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}  # noqa: SIM118
+    assert dtypes.pop("score.weight") == "F32"
+    assert set(dtypes.values()) == {"BF16"} and not any(n.startswith("lm_head") for n in dtypes)
+    peer = st_peer(str(bf16))
+    assert not isinstance(peer, str), peer
+    ours, ref = peer[0](QUERY, DOCS), ReferenceQwen3Reranker(str(bf16)).score(QUERY, DOCS)
+    assert max(abs(a - b) for a, b in zip(ours, ref, strict=True)) < 1e-5  # both compute in fp32
+
+
+def test_a_default_bench_leaves_the_peers_out_for_a_big_checkpoint(
+    qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their copies of an 8B model would take tens of GB: a default run skips them, and says how to
+    run them; naming them in --variants runs them."""
+    from typer.testing import CliRunner
+
+    import rerankd.bench as bench
+    from rerankd.cli import app
+
+    monkeypatch.setattr(bench, "PEERS_BY_DEFAULT_MAX_GIB", 0)
+    monkeypatch.setattr(bench, "DEFAULT_VARIANTS", ("float32", "st-crossencoder", "openvino"))
+    result = CliRunner().invoke(app, ["bench", "--model", str(qwen3_dir), "--quick", "--workloads", "A"])
+    assert result.exit_code == 0, result.output
+    assert "st-crossencoder, openvino: left out (" in result.output
+    assert "name them in --variants to run them" in result.output
+    assert "| A | float32 |" in result.output and "| A | st-crossencoder |" not in result.output

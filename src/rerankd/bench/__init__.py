@@ -30,10 +30,25 @@ from typing import Annotated, Any
 
 import typer
 
+from rerankd.bench.peers import PEERS
 from rerankd.bench.report import BenchRow, markdown_table
 from rerankd.bench.runner import VARIANTS, RunPlan, run_all
 from rerankd.bench.workloads import DEFAULT_MODEL_DIR, WORKLOADS, ensure_model, make_workloads
 from rerankd.config import DEFAULT_MAX_BATCH_TOKENS
+
+DEFAULT_VARIANTS = (
+    "reference",
+    "float32",
+    "bfloat16",
+    "bfloat16+compile",
+    "int8",
+    "auto",
+    "st-crossencoder",
+    "openvino",
+)
+# Above this checkpoint size a default run leaves the peers out: their one-off copies of an 8B model
+# would take ~32 GB of disk each and more RAM to make (OpenVINO's is traced and saved in fp32).
+PEERS_BY_DEFAULT_MAX_GIB = 4
 
 
 def _csv(value: str, allowed: tuple[str, ...]) -> list[str]:
@@ -72,15 +87,22 @@ def bench(
     ] = None,
     workloads: Annotated[str, typer.Option(help="Comma-separated: A, B, C.")] = "A,B,C",
     variants: Annotated[
-        str, typer.Option(help="Comma-separated: " + ", ".join(VARIANTS) + ".")
-    ] = "reference,float32,bfloat16,bfloat16+compile,int8,auto,st-crossencoder,openvino",
+        str | None,
+        typer.Option(
+            help="Comma-separated: "
+            + ", ".join(VARIANTS)
+            + f". Default: {','.join(DEFAULT_VARIANTS)} (the peers only for checkpoints up to "
+            f"{PEERS_BY_DEFAULT_MAX_GIB} GiB: each makes a copy of its own, in fp32 for OpenVINO; name them "
+            "to run them on a bigger one)."
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer documents: a run fits in minutes.")] = False,
     max_batch_tokens: Annotated[
         int, typer.Option(help="rerankd's token budget per batch.")
     ] = DEFAULT_MAX_BATCH_TOKENS,
     server_dtype: Annotated[
-        str, typer.Option(help="dtype for workload C's server and offline run.")
-    ] = "float32",
+        str, typer.Option(help="dtype for workload C's server and offline run (default: what users get).")
+    ] = "auto",
     clients: Annotated[int, typer.Option(help="Concurrent clients in workload C.")] = 8,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the results as JSON here.")
@@ -106,7 +128,7 @@ def bench(
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     wl = _csv(workloads, WORKLOADS)
-    vs = _csv(variants, VARIANTS)
+    vs = _csv(variants or ",".join(DEFAULT_VARIANTS), VARIANTS)
     dirs = list(model or [DEFAULT_MODEL_DIR])
     if len(dirs) > 1 and reference_from is not None:
         raise typer.BadParameter("--reference-from holds one model's reference rows: give one --model")
@@ -121,6 +143,11 @@ def bench(
     info |= {"features": features.as_dict(), "auto_pick": [picked, why], "bf16_gemm_x_fp32": bf16_speedup()}
     typer.echo(f"CPU features: {features.summary()}")
     typer.echo(f"dtype auto would pick: {picked} ({why})")
+    from rerankd import allocator
+
+    env = allocator.serve_env(os.environ)  # every child runs on the malloc `rerankd serve` runs on
+    info["allocator"] = allocator.preloaded_allocator(env)
+    typer.echo(f"allocator (every row, as `rerankd serve` picks it): {info['allocator']}")
     runs = []
     for model_dir in model_dirs:
         if len(model_dirs) > 1:
@@ -136,6 +163,8 @@ def bench(
                 clients=clients,
                 reference_from=reference_from,
                 peer_python=peer_python,
+                env=env,
+                peers_named=variants is not None,
             )
         )
     info["load_after"] = load_average()
@@ -159,6 +188,8 @@ def _bench_model(
     clients: int,
     reference_from: Path | None,
     peer_python: str | None = None,
+    env: dict[str, str] | None = None,
+    peers_named: bool = True,
 ) -> dict[str, Any]:
     """One model's run: its matmul limits, every (workload, variant) row, its table; its JSON part."""
     from transformers import AutoTokenizer
@@ -171,6 +202,13 @@ def _bench_model(
         "matmul peak GFLOP/s: "
         + ", ".join(f"{k} {v:.0f}" for k, v in limits.peaks.items() if k != "reference")
     )
+    if not peers_named and limits.weights_bytes > PEERS_BY_DEFAULT_MAX_GIB * 2**30:
+        left = [v for v in variants if v in PEERS]
+        variants = [v for v in variants if v not in PEERS]
+        _say(
+            f"{', '.join(left)}: left out ({limits.weights_bytes / 2**30:.1f} GiB of weights, over the "
+            f"{PEERS_BY_DEFAULT_MAX_GIB} GiB a default run copies for them; name them in --variants to run them)"
+        )
     plan = RunPlan(
         model_dir=model_dir,
         requests=make_workloads(AutoTokenizer.from_pretrained(str(model_dir)), quick),
@@ -182,6 +220,7 @@ def _bench_model(
         clients=clients,
         reused=_reused_reference(reference_from, variants, quick),
         peer_python=peer_python,
+        env=env,
     )
     with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
         rows = run_all(plan, Path(tmp_dir), _say)

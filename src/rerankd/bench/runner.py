@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rerankd.allocator import loaded
 from rerankd.bench.machine import Limits
 from rerankd.bench.peers import PEERS, load_peer, prepare
 from rerankd.bench.report import BenchRow, progress_line
@@ -56,6 +57,9 @@ class RunPlan:
     clients: int
     reused: list[BenchRow]  # reference rows of an earlier run, in place of running the reference
     peer_python: str | None = None  # the interpreter the peers' children run under (default: this one)
+    # Every child's environment, the server's too: on the malloc `rerankd serve` runs on
+    # (rerankd.allocator.serve_env), so the offline and served rows of C compare like with like.
+    env: dict[str, str] | None = None
 
 
 # --- in the child ---------------------------------------------------------------------------------
@@ -117,6 +121,7 @@ def worker(variant: str, model_dir: str, requests_file: str, max_batch_tokens: i
         "tokens": tokens,
         "scores": scores,
         "maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "allocator": loaded(),
     } | extra
 
 
@@ -144,25 +149,29 @@ def spawn(
     requests_file: Path,
     max_batch_tokens: int,
     python: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run one variant in a child; its JSON result and its own peak RSS (KiB)."""
     args = ["_worker", variant, str(model_dir), str(requests_file), str(max_batch_tokens)]
-    return _child(args, python)
+    return _child(args, python, env)
 
 
-def _child(args: list[str], python: str | None) -> tuple[dict[str, Any], int]:
+def _child(
+    args: list[str], python: str | None, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], int]:
     """`python -m rerankd.bench ARGS --result FILE` under `python` (default: this interpreter), with this
-    rerankd first on its path, so another venv (a peer's) runs the same code; its JSON and peak RSS."""
-    env = None
+    rerankd first on its path, so another venv (a peer's) runs the same code; its JSON and peak RSS.
+    `env`: the child's environment (default: this process's)."""
     path_dir = None
     if python is not None:
         # A directory holding only this rerankd (a link to it): the directory above the package may be a
         # site-packages, whose torch and transformers would shadow the other venv's own.
         path_dir = tempfile.mkdtemp(prefix="rerankd-peer-path-")
         os.symlink(Path(__file__).resolve().parents[1], Path(path_dir) / "rerankd")
+        base = os.environ if env is None else env
         env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (path_dir, os.environ.get("PYTHONPATH")) if p),
+            **base,
+            "PYTHONPATH": os.pathsep.join(p for p in (path_dir, base.get("PYTHONPATH")) if p),
         }
     fd, name = tempfile.mkstemp(suffix=".json")
     os.close(fd)
@@ -190,6 +199,7 @@ def server_load(
     clients: int,
     max_batch_tokens: int,
     log_dir: Path,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`rerankd serve` under `clients` concurrent clients sending `requests`: time, scores, server RSS."""
     import httpx
@@ -202,7 +212,7 @@ def server_load(
     next_i = iter(range(len(requests)))
     lock = threading.Lock()
     errors: list[str] = []
-    with rerankd_server(model_dir, *args, log_dir=log_dir, ready_timeout=300) as server:
+    with rerankd_server(model_dir, *args, log_dir=log_dir, ready_timeout=300, env=env) as server:
         url = f"{server.url}/v1/rerank"
 
         def client() -> None:
@@ -265,7 +275,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                     if "skipped" in ready:
                         say(f"[{name}] {variant}: skipped ({ready['skipped']})")
                         continue
-                res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python)
+                res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python, plan.env)
             except RuntimeError as e:
                 if variant not in PEERS:
                     raise
@@ -289,8 +299,11 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
     if "C" in plan.workloads:
         req_file = tmp / "C.json"
         req_file.write_text(json.dumps(plan.requests["C"]))
-        off, rss = spawn(plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens)
-        offline = _row("C", f"{plan.server_dtype} offline", off, rss, plan, dtype=plan.server_dtype)
+        off, rss = spawn(plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens, env=plan.env)
+        dtype = off["dtype"]  # what `auto` resolved to; the server resolves it the same way
+        name = f"auto={dtype}" if plan.server_dtype == "auto" else plan.server_dtype
+        offline = _row("C", f"{name} offline", off, rss, plan, dtype=dtype)
+        say(f"[C] offline: malloc {off['allocator']}")
         add(offline)
         try:
             srv = server_load(
@@ -300,13 +313,14 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 clients=plan.clients,
                 max_batch_tokens=plan.max_batch_tokens,
                 log_dir=tmp,
+                env=plan.env,
             )
         except (RuntimeError, OSError) as e:
             say(f"workload C (server): not measured: {e}")
         else:
             # The server is sent the same requests as the offline run, so it reads the same tokens.
             served = srv | {"tokens": off["tokens"]}
-            variant = f"{plan.server_dtype} server x{plan.clients}"
+            variant = f"{name} server x{plan.clients}"
             vs = (srv["pairs"] / srv["seconds"]) / offline.pairs_per_s
             rss = srv["maxrss_kib"]
             add(
@@ -316,7 +330,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                     served,
                     rss,
                     plan,
-                    dtype=plan.server_dtype,
+                    dtype=dtype,
                     compared_with=off["scores"],
                     vs_offline=vs,
                 )
@@ -326,7 +340,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
 
 def _prepare_peer(variant: str, plan: RunPlan, python: str | None, say: Say) -> dict[str, Any]:
     """The peer's copy of the model, made once (in a child of its own: not timed, not in any row's RSS)."""
-    ready, _ = _child(["_prepare", variant, str(plan.model_dir)], python)
+    ready, _ = _child(["_prepare", variant, str(plan.model_dir)], python, plan.env)
     if ready.get("made"):
         say(f"{variant}: made its copy of the model in {ready['seconds']:.0f} s: {ready['cache']}")
     return ready
