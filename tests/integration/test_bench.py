@@ -38,12 +38,12 @@ def test_bench_runs_every_path_on_a_tiny_model(qwen3_dir: Path, tmp_path: Path) 
     server = rows["C", "float32 server x2"]
     assert server["max_diff"] < 1e-5 and server["vs_offline"] > 0 and server["peak_rss_gib"] > 0
     assert "| C | float32 server x2 |" in proc.stdout
-    # Every child, the server's too, runs on the malloc `rerankd serve` picks here (jemalloc where the
-    # machine has it), so C's offline and served rows are compared on one allocator.
+    # C's offline child runs on the malloc `rerankd serve` picks here (jemalloc where the machine has
+    # it), as its server does, so the two rows are compared on one allocator.
     from rerankd import allocator
 
     malloc = allocator.preloaded_allocator(allocator.serve_env(os.environ))
-    assert json.loads(out.read_text())["machine"]["allocator"] == malloc
+    assert json.loads(out.read_text())["machine"]["allocator"]["C"] == malloc
     assert f"[C] offline: malloc {malloc}" in proc.stderr
 
 

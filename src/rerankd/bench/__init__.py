@@ -145,9 +145,12 @@ def bench(
     typer.echo(f"dtype auto would pick: {picked} ({why})")
     from rerankd import allocator
 
-    env = allocator.serve_env(os.environ)  # every child runs on the malloc `rerankd serve` runs on
-    info["allocator"] = allocator.preloaded_allocator(env)
-    typer.echo(f"allocator (every row, as `rerankd serve` picks it): {info['allocator']}")
+    env = allocator.serve_env(os.environ)  # workload C's two rows: on the malloc `rerankd serve` runs on
+    info["allocator"] = {"A,B": allocator.loaded(), "C": allocator.preloaded_allocator(env)}
+    typer.echo(
+        f"malloc: A, B {info['allocator']['A,B']} (this process's, as the library runs); "
+        f"C {info['allocator']['C']} (as `rerankd serve` picks it, offline and served alike)"
+    )
     runs = []
     for model_dir in model_dirs:
         if len(model_dirs) > 1:
@@ -220,7 +223,7 @@ def _bench_model(
         clients=clients,
         reused=_reused_reference(reference_from, variants, quick),
         peer_python=peer_python,
-        env=env,
+        serve_env=env,
     )
     with tempfile.TemporaryDirectory(prefix="rerankd-bench-") as tmp_dir:
         rows = run_all(plan, Path(tmp_dir), _say)

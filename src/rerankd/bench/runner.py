@@ -57,9 +57,10 @@ class RunPlan:
     clients: int
     reused: list[BenchRow]  # reference rows of an earlier run, in place of running the reference
     peer_python: str | None = None  # the interpreter the peers' children run under (default: this one)
-    # Every child's environment, the server's too: on the malloc `rerankd serve` runs on
-    # (rerankd.allocator.serve_env), so the offline and served rows of C compare like with like.
-    env: dict[str, str] | None = None
+    # Workload C's environment, for its offline child and its server alike: on the malloc `rerankd serve`
+    # runs on (rerankd.allocator.serve_env), so the two rows compare like with like. A and B run on this
+    # process's malloc, as a library user's would (and OpenVINO aborts under a preloaded jemalloc).
+    serve_env: dict[str, str] | None = None
 
 
 # --- in the child ---------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                     if "skipped" in ready:
                         say(f"[{name}] {variant}: skipped ({ready['skipped']})")
                         continue
-                res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python, plan.env)
+                res, rss = spawn(variant, plan.model_dir, req_file, plan.max_batch_tokens, python)
             except RuntimeError as e:
                 if variant not in PEERS:
                     raise
@@ -299,7 +300,9 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
     if "C" in plan.workloads:
         req_file = tmp / "C.json"
         req_file.write_text(json.dumps(plan.requests["C"]))
-        off, rss = spawn(plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens, env=plan.env)
+        off, rss = spawn(
+            plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens, env=plan.serve_env
+        )
         dtype = off["dtype"]  # what `auto` resolved to; the server resolves it the same way
         name = f"auto={dtype}" if plan.server_dtype == "auto" else plan.server_dtype
         offline = _row("C", f"{name} offline", off, rss, plan, dtype=dtype)
@@ -313,7 +316,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                 clients=plan.clients,
                 max_batch_tokens=plan.max_batch_tokens,
                 log_dir=tmp,
-                env=plan.env,
+                env=plan.serve_env,
             )
         except (RuntimeError, OSError) as e:
             say(f"workload C (server): not measured: {e}")
@@ -340,7 +343,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
 
 def _prepare_peer(variant: str, plan: RunPlan, python: str | None, say: Say) -> dict[str, Any]:
     """The peer's copy of the model, made once (in a child of its own: not timed, not in any row's RSS)."""
-    ready, _ = _child(["_prepare", variant, str(plan.model_dir)], python, plan.env)
+    ready, _ = _child(["_prepare", variant, str(plan.model_dir)], python)
     if ready.get("made"):
         say(f"{variant}: made its copy of the model in {ready['seconds']:.0f} s: {ready['cache']}")
     return ready
