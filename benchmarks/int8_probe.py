@@ -1,5 +1,5 @@
 """int8 against bf16 and fp32 on one full-size Qwen3-Reranker-0.6B decoder layer at the scorer's CPU pass
-shape [14, 293]: fp32, bf16, rerankd's int8 (torch.ao dynamic quantisation) and, when torchao is
+shape [14, 293]: fp32, bf16, rerankd's int8 (rerankd.models.int8: int8 tensors, torch._int_mm) and, when torchao is
 installed, torchao's Int8DynamicActivationInt8WeightConfig (fp32 and bf16 activations); the fused
 kernels on in all. Interleaved rounds timed by CPU time (steady on a shared machine). Run:
     PYTHONPATH=src python benchmarks/int8_probe.py [--threads 1] [--rounds 4]
@@ -42,7 +42,7 @@ def main() -> None:
     variants: dict[str, tuple[Any, torch.Tensor, Any]] = {
         "float32": (base, x, pe),
         "bfloat16": (copy.deepcopy(base).bfloat16(), x.bfloat16(), pe16),
-        "int8 torch.ao": (quantize_int8(copy.deepcopy(base)), x, pe),
+        "int8 rerankd": (quantize_int8(copy.deepcopy(base)), x, pe),
     }
     try:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_

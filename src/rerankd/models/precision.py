@@ -1,5 +1,6 @@
 """Precision: the dtypes a model may run in and how a name resolves to one, the tensor-by-tensor
-conversion that never holds two copies of the weights, and int8 dynamic quantisation (CPU only)."""
+conversion that never holds two copies of the weights, and int8 dynamic quantisation (CPU only,
+rerankd.models.int8)."""
 
 from __future__ import annotations
 
@@ -20,21 +21,10 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 # int8: dynamic quantisation of the backbone's nn.Linear layers (weights int8 per output channel,
-# activations quantised per batch), CPU only. The model is loaded in fp32 first; embeddings, norms,
+# activations quantised per token; rerankd.models.int8), CPU only. The model is loaded in fp32 first; embeddings, norms,
 # attention and the two yes/no rows stay fp32.
 INT8 = ("int8", "qint8")
 DTYPE_CHOICES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 class _MappedFiles:
@@ -92,45 +82,18 @@ def convert_in_place(model: torch.nn.Module, dtype: torch.dtype) -> None:
             del old
 
 
-class _Int8Linear(torch.nn.Module):
-    """nn.Linear with int8 weights (per output channel) and activations quantised per batch (fbgemm /
-    x86 engine). Full 8-bit activation range where the CPU has VNNI (no int16 saturation to avoid),
-    7 bits elsewhere, as torch's own DynamicQuantizedLinear does."""
-
-    def __init__(self, linear: torch.nn.Linear, full_range: bool) -> None:
-        super().__init__()
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-            q = quantize_dynamic(
-                torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True
-            )
-        self.inner = q[0]
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.reduce_range = not full_range
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self.inner._packed_params._packed_params
-        y = torch.ops.quantized.linear_dynamic(x.float(), packed, reduce_range=self.reduce_range)
-        return y.to(x.dtype)
-
-
 def int8_advice() -> str:
     """Why int8 is (or is not) worth it on this CPU, from measurements (benchmarks/README.md): where the
     CPU multiplies bf16 natively, int8 is slower (AMX) or at most a third faster (avx512_bf16 alone) and
-    drifts ~3x more; torchao's maintained
-    int8 path (0.18, `Int8DynamicActivationInt8WeightConfig`) measured 0.7x this one on CPU, so this
-    path stays on torch.ao's dynamic quantisation until a faster maintained one exists."""
+    drifts ~3x more."""
     from rerankd.models.cpu import CpuFeatures
 
     cpu = CpuFeatures.detect()
     if cpu.amx:
         return (
-            "int8 is slower than bfloat16 on this CPU (AMX: measured 0.46x bf16) and its scores drift ~3x "
-            "more (~2e-2 vs fp32): use dtype bfloat16 or auto"
+            "int8 is slower than bfloat16 on this CPU (AMX: its int8 GEMM peaks at 0.46x bf16's, and the "
+            "whole model measured 0.46x bf16) and its scores drift ~3x more (~2e-2 vs fp32): use dtype "
+            "bfloat16 or auto"
         )
     if cpu.avx512_bf16:
         return (
@@ -139,22 +102,24 @@ def int8_advice() -> str:
             "path within 0.01 of fp32) unless that drift is acceptable"
         )
     return (
-        "int8 (torch.ao dynamic quantisation): the fastest CPU path where bf16 is not native (measured "
-        "1.8x fp32 there), scores drift ~2e-2 vs fp32; float32 is the exact mode"
+        "int8 (int8 weights and activations, torch._int_mm): the fastest CPU path where bf16 is not "
+        "native (measured 1.8x fp32 there), scores drift ~2e-2 vs fp32; float32 is the exact mode"
     )
 
 
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of every nn.Linear inside `module`, in place, one layer at a time
-    (each fp32 weight is released as soon as its int8 copy exists)."""
+    """Every nn.Linear inside `module` as an int8 one (rerankd.models.int8: int8 weights per channel,
+    activations per token, `torch._int_mm`), in place, one layer at a time (each fp32 weight is released
+    as soon as its int8 copy exists)."""
+    from rerankd.models.int8 import Int8Linear
+
     mapped = _MappedFiles()
-    full_range = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
 
     def walk(m: torch.nn.Module) -> None:
         for name, child in list(m.named_children()):
             if isinstance(child, torch.nn.Linear):
                 weight = child.weight.data
-                setattr(m, name, _Int8Linear(child, full_range))
+                setattr(m, name, Int8Linear(child))
                 mapped.release(weight)
                 del weight
             else:

@@ -1,0 +1,124 @@
+"""int8 linears on plain int8 tensors and `torch._int_mm`.
+
+torch's quantized dtypes (qint8, `quantize_per_channel`, `torch.ao.quantization.quantize_dynamic` and the
+fbgemm packed params behind them) are deprecated from torch 2.13 (pytorch/pytorch#184982), which points to
+plain int8 tensors with their scales kept by the model code, as torchao does. This is that scheme:
+
+- weights: int8 per output channel, symmetric, scale = max|w| / 127.5 (what `per_channel_dynamic_qconfig`
+  computes), stored once as [in, out] for `torch._int_mm`;
+- activations: int8 per token (row), symmetric, the full 8 bits (fbgemm's were per tensor, asymmetric);
+- the product: `torch._int_mm` (oneDNN's int8 GEMM: VNNI, AMX where the CPU has it), rescaled in fp32.
+
+On the 0.6B it scores as the fbgemm path did: the same drift from fp32 (1.5e-2) at 0.98x its speed
+(benchmarks/int8_paths.py, benchmarks/README.md).
+
+The per-token quantise and the rescale are passes over memory that cost as much as the GEMM when run as
+separate eager ops (measured: a [2048, 3072] input took longer to quantise than to multiply). Inductor
+fuses each into one vectorised loop (compiled once per process, dynamic shapes, cached on disk like
+rerankd.models.fused); where it cannot compile (no C++ compiler) the same math runs eagerly, with the same
+values. torchao's own int8 config (0.18) measured 0.71x the fbgemm path on CPU (its quantise runs as
+separate ops), hence not torchao itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger("rerankd.models")
+
+_EPS = torch.finfo(torch.float32).eps
+_QMAX = 127.5  # (127 - (-128)) / 2: torch's symmetric int8 observers' divisor
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 [in, out] (contiguous, for `torch._int_mm`) and the fp32 scale per output channel."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / _QMAX).clamp(min=_EPS)
+    q = torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8)
+    return q.t().contiguous(), scale
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] as int8 with one fp32 scale per row ([M, 1])."""
+    x = x.float()
+    scale = (x.abs().amax(dim=-1, keepdim=True) / _QMAX).clamp(min=_EPS)
+    return torch.round(x / scale).clamp(-128, 127).to(torch.int8), scale
+
+
+def rescale(
+    acc: torch.Tensor, row: torch.Tensor, col: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """The int32 product back to real values: acc x row scale x column scale (+ bias), in fp32."""
+    y = acc.float() * row * col
+    if bias is not None:
+        y = y + bias
+    return y.to(dtype)
+
+
+class _Ops:
+    """`quantize_rows` and `rescale`, compiled on first use where inductor can, eager otherwise (or after
+    a compile failure, which is logged once). One per process: every linear shares the compiled code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.quantize: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = quantize_rows
+        self.rescale: Callable[..., torch.Tensor] = rescale
+        self.compiled = False
+        self._tried = False
+
+    def ensure(self, x: torch.Tensor) -> None:
+        if self._tried:
+            return
+        with self._lock:
+            if self._tried:
+                return
+            self._tried = True
+            if os.environ.get("RERANKD_FUSED", "auto").strip().lower() == "off" or x.device.type != "cpu":
+                return
+            try:
+                quantize = torch.compile(quantize_rows, dynamic=True)
+                scale = torch.compile(rescale, dynamic=True)
+                # Compile now (both dtypes' graphs are the same function): a failure falls back here,
+                # not in the middle of a request.
+                probe = torch.randn(3, 16, dtype=x.dtype)
+                _, s = quantize(probe)
+                scale(torch.zeros(3, 8, dtype=torch.int32), s, torch.ones(8), None, x.dtype)
+            except Exception as e:  # no C++ compiler, an inductor bug: eager, same values
+                log.warning("int8: inductor could not compile the quantise/rescale steps (%s), eager", e)
+                return
+            self.quantize, self.rescale, self.compiled = quantize, scale, True
+
+
+OPS = _Ops()
+
+
+class Int8Linear(torch.nn.Module):
+    """nn.Linear with int8 weights (per output channel) and int8 activations (per token)."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        q, scale = quantize_weight(linear.weight)
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        OPS.ensure(x)
+        rows = x.reshape(-1, self.in_features)
+        q, row_scale = OPS.quantize(rows)
+        acc = torch._int_mm(q, self.qweight)
+        y = OPS.rescale(acc, row_scale, self.scale, self.bias, x.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8 -> int32"
+
+
+__all__ = ["OPS", "Int8Linear", "quantize_rows", "quantize_weight", "rescale"]

@@ -1,0 +1,93 @@
+"""int8 on plain int8 tensors (rerankd.models.int8): the arithmetic is the stated scheme exactly, the
+compiled quantise/rescale steps give the eager values, a failed compile falls back to eager, and no
+deprecated quantized dtype (qint8, torch.ao) is touched on the way."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from rerankd.models import int8
+from rerankd.models.int8 import Int8Linear, quantize_rows, quantize_weight
+
+
+def _linear(k: int = 64, n: int = 48, bias: bool = False, seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(k, n, bias=bias)
+    lin.weight.data.normal_(0, 0.05)
+    lin.weight.data[3] = 0  # an all-zero channel: its scale is clamped, not 0 (no division by zero)
+    return lin
+
+
+def test_the_product_is_the_stated_scheme_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(int8, "OPS", int8._Ops())
+    lin = _linear(bias=True)
+    x = torch.randn(2, 5, 64)
+    x[0, 1] = 0  # an all-zero token
+    y = Int8Linear(lin)(x)
+    # By hand: per-channel symmetric weights, per-token symmetric activations, int32 accumulation.
+    w = lin.weight.detach()
+    ws = (w.abs().amax(dim=1) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
+    wq = torch.round(w / ws[:, None]).clamp(-128, 127)
+    rows = x.reshape(-1, 64)
+    xs = (rows.abs().amax(dim=1, keepdim=True) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
+    xq = torch.round(rows / xs).clamp(-128, 127)
+    acc = (xq.double() @ wq.double().t()).float()  # exact: |sum| < 2^24 here
+    expected = (acc * xs * ws + lin.bias.detach()).reshape(2, 5, 48)
+    assert torch.equal(y, expected)
+    assert y.shape == (2, 5, 48) and not torch.isnan(y).any()
+    # ... and close to the float product (8 bits a side).
+    ref = lin(x)
+    assert (y - ref).abs().max() <= 0.02 * ref.abs().max()
+
+
+def test_compiled_steps_equal_eager_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    ops = int8._Ops()
+    monkeypatch.setattr(int8, "OPS", ops)
+    x = torch.randn(7, 64)
+    eager = Int8Linear(_linear())
+    expected_q, expected_s = quantize_rows(x)
+    y_compiled = eager(x)
+    if not ops.compiled:
+        pytest.skip("inductor could not compile here (no C++ compiler): the eager path ran")
+    q, s = ops.quantize(x)
+    assert torch.equal(q, expected_q) and torch.equal(s, expected_s)
+    monkeypatch.setattr(int8, "OPS", int8._Ops())
+    monkeypatch.setenv("RERANKD_FUSED", "off")  # eager: the same values
+    assert torch.equal(eager(x), y_compiled)
+
+
+def test_a_compile_failure_falls_back_to_eager(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = int8._Ops()
+    monkeypatch.setattr(int8, "OPS", ops)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    lin = _linear()
+    x = torch.randn(4, 64)
+    with caplog.at_level("WARNING", logger="rerankd.models"):
+        y = Int8Linear(lin)(x)
+    assert not ops.compiled and "eager" in caplog.text
+    q, wq = quantize_rows(x), quantize_weight(lin.weight)
+    assert torch.equal(y, (torch._int_mm(q[0], wq[0]).float() * q[1] * wq[1]))
+
+
+def test_no_deprecated_quantized_dtype_on_the_way(qwen3_dir: Path) -> None:
+    from rerankd import Reranker
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rr = Reranker.from_pretrained(str(qwen3_dir), device="cpu", dtype="int8")
+        scores = rr.score("what is int8?", ["eight bits", "a banana"])
+    deprecated = [str(w.message) for w in caught if "deprecated" in str(w.message).lower()]
+    assert not [m for m in deprecated if "quantiz" in m or "qint8" in m], deprecated
+    assert len(scores) == 2 and all(0 < s < 1 for s in scores)
+    buffers = {b.dtype for b in rr.scorer.model.base_model.buffers()}  # type: ignore[attr-defined]
+    assert torch.int8 in buffers and not {torch.qint8, torch.quint8} & buffers
