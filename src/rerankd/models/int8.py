@@ -103,10 +103,12 @@ class Int8Linear(torch.nn.Module):
     def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
         q, scale = quantize_weight(linear.weight)
+        self.qweight: torch.Tensor
+        self.scale: torch.Tensor
+        self.bias: torch.Tensor | None
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)
-        bias = None if linear.bias is None else linear.bias.detach().float()
-        self.register_buffer("bias", bias)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
