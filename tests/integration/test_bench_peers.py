@@ -6,6 +6,7 @@ $RERANKD_BENCH_PEER_PYTHON (e.g. a separate venv with openvino), which is what `
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -122,7 +123,7 @@ def test_seq_cls_copy_of_a_bf16_checkpoint_stays_bf16(own_model: Path, tmp_path:
 
 
 def test_a_default_bench_leaves_the_peers_out_for_a_big_checkpoint(
-    qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch
+    own_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Their copies of an 8B model would take tens of GB: a default run skips them, and says how to
     run them; naming them in --variants runs them."""
@@ -133,8 +134,39 @@ def test_a_default_bench_leaves_the_peers_out_for_a_big_checkpoint(
 
     monkeypatch.setattr(bench, "PEERS_BY_DEFAULT_MAX_GIB", 0)
     monkeypatch.setattr(bench, "DEFAULT_VARIANTS", ("float32", "st-crossencoder", "openvino"))
-    result = CliRunner().invoke(app, ["bench", "--model", str(qwen3_dir), "--quick", "--workloads", "A"])
+    args = ["bench", "--model", str(own_model), "--quick", "--workloads", "A"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "st-crossencoder, openvino: left out (" in result.output
     assert "name them in --variants to run them" in result.output
     assert "| A | float32 |" in result.output and "| A | st-crossencoder |" not in result.output
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        named = CliRunner().invoke(app, [*args, "--variants", "float32,st-crossencoder"])
+        assert named.exit_code == 0, named.output
+        assert "left out" not in named.output and "| A | st-crossencoder |" in named.output
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_head_rows_are_read_from_sharded_safetensors(own_model: Path, tmp_path: Path, tied: bool) -> None:
+    """The two LM-head rows come from the checkpoint, tied (the embedding, as the real 0.6B) or not,
+    across an index of shards; a .bin checkpoint (no safetensors) gives None, and the caller loads."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rerankd.bench.peers import _head_rows
+
+    model = AutoModelForCausalLM.from_pretrained(str(own_model), dtype=torch.float32)
+    if tied:
+        model.config.tie_word_embeddings = True
+        model.tie_weights()
+    out = tmp_path / f"sharded-{tied}"
+    model.save_pretrained(out, max_shard_size="5MB")
+    assert (out / "model.safetensors.index.json").is_file()
+    config = AutoConfig.from_pretrained(str(out))
+    assert bool(getattr(config, "tie_word_embeddings", False)) == tied
+    ids = [17, 3]
+    expected = AutoModelForCausalLM.from_pretrained(str(out)).get_output_embeddings().weight[ids]
+    assert torch.equal(_head_rows(out, config, ids), expected.float())
+    binary = tmp_path / f"bin-{tied}"
+    model.save_pretrained(binary, safe_serialization=False)
+    assert not list(binary.glob("*.safetensors")) and _head_rows(binary, config, ids) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,8 +31,9 @@ def test_the_product_is_the_stated_scheme_exactly(monkeypatch: pytest.MonkeyPatc
     y = Int8Linear(lin)(x)
     # By hand: per-channel symmetric weights, per-token symmetric activations, int32 accumulation.
     w = lin.weight.detach()
-    ws = (w.abs().amax(dim=1) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
-    wq = torch.round(w / ws[:, None]).clamp(-128, 127)
+    lo, hi = (-128, 127) if int8.full_range() else (-64, 63)  # 7-bit weights where VNNI is missing
+    ws = (w.abs().amax(dim=1) / ((hi - lo) / 2)).clamp(min=torch.finfo(torch.float32).eps)
+    wq = torch.round(w / ws[:, None]).clamp(lo, hi)
     rows = x.reshape(-1, 64)
     xs = (rows.abs().amax(dim=1, keepdim=True) / 127.5).clamp(min=torch.finfo(torch.float32).eps)
     xq = torch.round(rows / xs).clamp(-128, 127)
@@ -60,23 +62,40 @@ def test_compiled_steps_equal_eager_ones(monkeypatch: pytest.MonkeyPatch) -> Non
     assert torch.equal(eager(x), y_compiled)
 
 
+@pytest.mark.parametrize("where", ["torch.compile", "a later call"])
 def test_a_compile_failure_falls_back_to_eager(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    where: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """torch.compile itself failing, or a compiled function failing when first called for a case it has
+    not seen (inductor compiles lazily: here, the first call with a bias): eager from then on, the call
+    itself answered, the same values."""
     ops = int8._Ops()
     monkeypatch.setattr(int8, "OPS", ops)
+    calls = {"n": 0}
 
-    def broken(*args: object, **kwargs: object) -> object:
-        raise RuntimeError("no C++ compiler")
+    def fake_compile(fn: Any, **kwargs: Any) -> Any:
+        if where == "torch.compile":
+            raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch, "compile", broken)
-    lin = _linear()
+        def compiled(*args: Any) -> Any:
+            calls["n"] += 1
+            if fn is int8.rescale and args[3] is not None:  # the bias case fails to compile
+                raise RuntimeError("inductor: C++ compile error")
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    lin = _linear(bias=True)
     x = torch.randn(4, 64)
     with caplog.at_level("WARNING", logger="rerankd.models"):
         y = Int8Linear(lin)(x)
-    assert not ops.compiled and "eager" in caplog.text
+        again = Int8Linear(lin)(x)
+    assert not ops.compiled and caplog.text.count("eager") == 1  # logged once
+    assert where == "torch.compile" or calls["n"] > 0  # the compiled path really ran first
     q, wq = quantize_rows(x), quantize_weight(lin.weight)
-    assert torch.equal(y, (torch._int_mm(q[0], wq[0]).float() * q[1] * wq[1]))
+    expected = torch._int_mm(q[0], wq[0]).float() * q[1] * wq[1] + lin.bias.detach()
+    assert torch.equal(y, expected) and torch.equal(again, expected)
 
 
 def test_no_deprecated_quantized_dtype_on_the_way(qwen3_dir: Path) -> None:
@@ -91,3 +110,29 @@ def test_no_deprecated_quantized_dtype_on_the_way(qwen3_dir: Path) -> None:
     assert len(scores) == 2 and all(0 < s < 1 for s in scores)
     buffers = {b.dtype for b in rr.scorer.model.base_model.buffers()}  # type: ignore[attr-defined]
     assert torch.int8 in buffers and not {torch.qint8, torch.quint8} & buffers
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
+def test_without_vnni_the_weights_take_7_bits_and_nothing_saturates(isa: str) -> None:
+    """oneDNN without VNNI sums u8 x s8 pairs in int16: full-range int8 saturates there. Capped to such
+    an ISA (ONEDNN_MAX_CPU_ISA, read when oneDNN starts: a fresh process), the probe says so, the
+    weights are quantised to [-64, 63], and the layer's int32 product is exact."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from rerankd.models import int8
+torch.manual_seed(0)
+lin = torch.nn.Linear(512, 32, bias=False)
+q, _ = int8.quantize_weight(lin.weight)
+x = torch.full((4, 512), 127, dtype=torch.int8)  # the worst case for int16 pair sums
+exact = torch.equal(torch._int_mm(x, q).long(), x.long() @ q.long())
+print(int8.full_range(), int(q.min()), int(q.max()), exact)
+"""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    full, lo, hi, exact = out.stdout.split()
+    assert full == "False" and int(lo) >= -64 and int(hi) <= 63 and exact == "True", out.stdout

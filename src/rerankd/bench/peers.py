@@ -31,6 +31,7 @@ from rerankd.templates import DEFAULT_INSTRUCTION, QWEN3_RERANKER
 PEERS = ("st-crossencoder", "openvino")
 OV_PRECISION_ENV = "RERANKD_BENCH_OV_PRECISION"  # auto (default: bf16 where the CPU has it), bf16, f32
 _STAMP = "rerankd-source.json"
+_FORMATS = {"st-crossencoder": 2, "openvino": 1}  # bumped when a conversion changes what it writes
 
 Score = Callable[[str, list[str]], list[float]]
 Count = Callable[[str, list[str]], int]
@@ -61,15 +62,20 @@ def _source(model_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _stamp(cache: Path, model_dir: str | Path) -> dict[str, Any]:
+    # The copy's format too: a copy made by an older conversion (st-crossencoder 1: fp32) is remade.
+    return _source(model_dir) | {"format": _FORMATS.get(cache.name, 1)}
+
+
 def is_fresh(cache: Path, model_dir: str | Path) -> bool:
-    """True when `cache` holds a finished copy of the model as it is now."""
+    """True when `cache` holds a finished copy of the model as it is now, made the current way."""
     stamp = cache / _STAMP
-    return stamp.is_file() and json.loads(stamp.read_text()) == _source(model_dir)
+    return stamp.is_file() and json.loads(stamp.read_text()) == _stamp(cache, model_dir)
 
 
 def _finish(cache: Path, model_dir: str | Path) -> None:
     # Written last, so an interrupted conversion is never taken for a finished one.
-    (cache / _STAMP).write_text(json.dumps(_source(model_dir)))
+    (cache / _STAMP).write_text(json.dumps(_stamp(cache, model_dir)))
 
 
 def _is_causal_lm(model_dir: str | Path) -> bool:

@@ -215,6 +215,8 @@ def server_load(
     errors: list[str] = []
     with rerankd_server(model_dir, *args, log_dir=log_dir, ready_timeout=300, env=env) as server:
         url = f"{server.url}/v1/rerank"
+        # What the server loaded (`auto` resolves in its own process): the row is labelled with it.
+        served_dtype = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"][0]["dtype"]
 
         def client() -> None:
             with httpx.Client(timeout=600) as c:
@@ -246,6 +248,7 @@ def server_load(
         "pairs": sum(len(r["documents"]) for r in requests),
         "scores": results,
         "maxrss_kib": server.maxrss_kib or 0,
+        "dtype": served_dtype,
     }
 
 
@@ -303,7 +306,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
         off, rss = spawn(
             plan.server_dtype, plan.model_dir, req_file, plan.max_batch_tokens, env=plan.serve_env
         )
-        dtype = off["dtype"]  # what `auto` resolved to; the server resolves it the same way
+        dtype = off["dtype"]  # what `auto` resolved to in the offline child
         name = f"auto={dtype}" if plan.server_dtype == "auto" else plan.server_dtype
         offline = _row("C", f"{name} offline", off, rss, plan, dtype=dtype)
         say(f"[C] offline: malloc {off['allocator']}")
@@ -323,7 +326,11 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
         else:
             # The server is sent the same requests as the offline run, so it reads the same tokens.
             served = srv | {"tokens": off["tokens"]}
-            variant = f"{name} server x{plan.clients}"
+            # `auto` resolves per process (a timing where the CPU has no AMX): say it if the two differ.
+            label = f"auto={srv['dtype']}" if plan.server_dtype == "auto" else plan.server_dtype
+            variant = f"{label} server x{plan.clients}"
+            if srv["dtype"] != dtype:
+                say(f"[C] the server loaded {srv['dtype']}, the offline run {dtype}: not like with like")
             vs = (srv["pairs"] / srv["seconds"]) / offline.pairs_per_s
             rss = srv["maxrss_kib"]
             add(
@@ -333,7 +340,7 @@ def run_all(plan: RunPlan, tmp: Path, say: Say) -> list[BenchRow]:
                     served,
                     rss,
                     plan,
-                    dtype=dtype,
+                    dtype=srv["dtype"],
                     compared_with=off["scores"],
                     vs_offline=vs,
                 )

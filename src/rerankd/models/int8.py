@@ -5,7 +5,8 @@ fbgemm packed params behind them) are deprecated from torch 2.13 (pytorch/pytorc
 plain int8 tensors with their scales kept by the model code, as torchao does. This is that scheme:
 
 - weights: int8 per output channel, symmetric, scale = max|w| / 127.5 (what `per_channel_dynamic_qconfig`
-  computes), stored once as [in, out] for `torch._int_mm`;
+  computes), stored once as [in, out] for `torch._int_mm`; 7 bits on CPUs without VNNI, where the
+  full range saturates (`full_range`);
 - activations: int8 per token (row), symmetric, the full 8 bits (fbgemm's were per tensor, asymmetric);
 - the product: `torch._int_mm` (oneDNN's int8 GEMM: VNNI, AMX where the CPU has it), rescaled in fp32.
 
@@ -22,12 +23,14 @@ separate ops), hence not torchao itself.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import threading
 from collections.abc import Callable
 
 import torch
+
+from rerankd.models.kernels import fused_mode
 
 log = logging.getLogger("rerankd.models")
 
@@ -35,11 +38,28 @@ _EPS = torch.finfo(torch.float32).eps
 _QMAX = 127.5  # (127 - (-128)) / 2: torch's symmetric int8 observers' divisor
 
 
+@functools.cache
+def full_range() -> bool:
+    """Whether `torch._int_mm` sums full-range int8 products exactly here. Without VNNI (and AMX) oneDNN
+    multiplies u8 x s8 pairs into int16 (vpmaddubsw), which saturates: measured inexact under
+    ONEDNN_MAX_CPU_ISA=AVX2 and AVX512_CORE. Asked of the kernel itself once, at its worst case, so that
+    an ISA cap set by the user counts too."""
+    k = 64
+    a = torch.full((2, k), 127, dtype=torch.int8)  # oneDNN adds 128 to s8 inputs: 127 -> 255
+    b = torch.full((k, 2), 127, dtype=torch.int8)
+    b[:, 1] = -128
+    expected = torch.tensor([[k * 127 * 127, -k * 127 * 128]] * 2, dtype=torch.int32)
+    return torch.equal(torch._int_mm(a, b), expected)
+
+
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 [in, out] (contiguous, for `torch._int_mm`) and the fp32 scale per output channel."""
+    """int8 [in, out] (contiguous, for `torch._int_mm`) and the fp32 scale per output channel. In 7 bits
+    ([-64, 63]) where the full range would saturate (`full_range`): then every pair's sum fits int16, as
+    oneDNN's notes on int8 without VNNI advise (fbgemm did the same by 7-bit activations)."""
     w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / _QMAX).clamp(min=_EPS)
-    q = torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8)
+    lo, hi = (-128, 127) if full_range() else (-64, 63)
+    scale = (w.abs().amax(dim=1) / ((hi - lo) / 2)).clamp(min=_EPS)
+    q = torch.round(w / scale[:, None]).clamp(lo, hi).to(torch.int8)
     return q.t().contiguous(), scale
 
 
@@ -61,37 +81,71 @@ def rescale(
 
 
 class _Ops:
-    """`quantize_rows` and `rescale`, compiled on first use where inductor can, eager otherwise (or after
-    a compile failure, which is logged once). One per process: every linear shares the compiled code."""
+    """`quantize_rows` and `rescale`, compiled where inductor can (CPU, $RERANKD_FUSED not off), eager
+    otherwise. One per process: every linear shares the compiled code. Inductor compiles again for a case
+    it has not seen (a bias, one row, another dtype); a compile failure at any call, the first or a later
+    one, logs once and switches to eager for good, and that call is answered eagerly: no request fails on
+    the compiler, and the values are the same."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.quantize: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = quantize_rows
-        self.rescale: Callable[..., torch.Tensor] = rescale
+        self._quantize: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = quantize_rows
+        self._rescale: Callable[..., torch.Tensor] = rescale
         self.compiled = False
         self._tried = False
 
     def ensure(self, x: torch.Tensor) -> None:
+        """Compile once, for the first input's device and dtype, and warm up the cases a model meets."""
         if self._tried:
             return
         with self._lock:
             if self._tried:
                 return
             self._tried = True
-            if os.environ.get("RERANKD_FUSED", "auto").strip().lower() == "off" or x.device.type != "cpu":
+            if fused_mode() == "off" or x.device.type != "cpu":
                 return
             try:
-                quantize = torch.compile(quantize_rows, dynamic=True)
-                scale = torch.compile(rescale, dynamic=True)
-                # Compile now (both dtypes' graphs are the same function): a failure falls back here,
-                # not in the middle of a request.
-                probe = torch.randn(3, 16, dtype=x.dtype)
-                _, s = quantize(probe)
-                scale(torch.zeros(3, 8, dtype=torch.int32), s, torch.ones(8), None, x.dtype)
-            except Exception as e:  # no C++ compiler, an inductor bug: eager, same values
-                log.warning("int8: inductor could not compile the quantise/rescale steps (%s), eager", e)
+                self._quantize = torch.compile(quantize_rows, dynamic=True)
+                self._rescale = torch.compile(rescale, dynamic=True)
+            except Exception as e:  # torch.compile unsupported here (this Python, this build)
+                self._quantize, self._rescale = quantize_rows, rescale
+                log.warning("int8: torch.compile is not available (%s), eager", e)
                 return
-            self.quantize, self.rescale, self.compiled = quantize, scale, True
+            self.compiled = True
+        for rows in (3, 1):  # many rows and one (inductor specialises size 1), no bias and a bias
+            _, s = self.quantize(torch.randn(rows, 16, dtype=x.dtype))
+            for bias in (None, torch.zeros(8)):
+                self.rescale(torch.zeros(rows, 8, dtype=torch.int32), s, torch.ones(8), bias, x.dtype)
+
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compiled:
+            try:
+                return self._quantize(x)
+            except Exception as e:  # no C++ compiler, an inductor bug
+                self._fall_back(e)
+        return quantize_rows(x)
+
+    def rescale(
+        self,
+        acc: torch.Tensor,
+        row: torch.Tensor,
+        col: torch.Tensor,
+        bias: torch.Tensor | None,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        if self.compiled:
+            try:
+                return self._rescale(acc, row, col, bias, dtype)
+            except Exception as e:
+                self._fall_back(e)
+        return rescale(acc, row, col, bias, dtype)
+
+    def _fall_back(self, e: Exception) -> None:
+        with self._lock:
+            if self.compiled:
+                self.compiled = False
+                self._quantize, self._rescale = quantize_rows, rescale
+                log.warning("int8: inductor could not compile the quantise/rescale steps (%s), eager", e)
 
 
 OPS = _Ops()

@@ -231,6 +231,11 @@ def _mode(mode: str | None) -> str:
     return value
 
 
+def fused_mode() -> str:
+    """$RERANKD_FUSED, checked: "auto" (the default), "on" or "off" (ValueError otherwise)."""
+    return _mode(None)
+
+
 def _patch_forward(m: torch.nn.Module, fn: Callable[..., Any], result: KernelsResult, kind: str) -> None:
     if "forward" in vars(m):  # already patched (by us or another wrapper): leave it
         return
