@@ -1,7 +1,8 @@
 """int8 on plain int8 tensors (rerankd.models.int8, `torch._int_mm`) against the deprecated fbgemm path it
 replaced (torch.ao's `quantize_dynamic`: qint8 weights, per-tensor activations), bf16 and fp32, loaded in
 ONE process and interleaved round by round on workload A, so each ratio is measured side by side. Also
-the drift of each from fp32's scores. Run:
+the drift of each from fp32's scores. (The fbgemm copy uses the full 8-bit activation range, as the
+old path did on CPUs with VNNI: compare on such a CPU.) Run:
     PYTHONPATH=src python benchmarks/int8_paths.py --model <0.6B dir> --quick --threads 1 --cpu-time
 """
 

@@ -10,7 +10,7 @@ plain int8 tensors with their scales kept by the model code, as torchao does. Th
 - activations: int8 per token (row), symmetric, the full 8 bits (fbgemm's were per tensor, asymmetric);
 - the product: `torch._int_mm` (oneDNN's int8 GEMM: VNNI, AMX where the CPU has it), rescaled in fp32.
 
-On the 0.6B it scores as the fbgemm path did: the same drift from fp32 (1.5e-2) at 0.98x its speed
+On the 0.6B it scores as the fbgemm path did: the same drift from fp32 (1.5e-2) at 0.98-1.00x its speed
 (benchmarks/int8_paths.py, benchmarks/README.md).
 
 The per-token quantise and the rescale are passes over memory that cost as much as the GEMM when run as

@@ -9,7 +9,7 @@ does not grow; layers are packed one at a time, so the load peaks at one extra w
 
 What is packed: bias-free `nn.Linear` layers with bf16 weights on CPU inside the backbone
 (`model.base_model`): the decoder's q/k/v/o and gate/up/down projections. Left alone: fp32 (MKL's packed
-sgemm measured no faster and keeps the plain weight beside a larger packed one), int8 (`_Int8Linear` is
+sgemm measured no faster and keeps the plain weight beside a larger packed one), int8 (`Int8Linear` is
 no nn.Linear), linears with a bias (oneDNN rounds the bias add differently in bf16, 1 ulp off eager),
 the LM head (the yes/no rows are read from its weight) and anything outside the backbone. The results
 are bit-equal to eager `F.linear` (same oneDNN kernel, the reorder is exact).

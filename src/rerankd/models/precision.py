@@ -97,13 +97,14 @@ def int8_advice() -> str:
         )
     if cpu.avx512_bf16:
         return (
-            "int8 on this CPU (avx512_bf16, no AMX) measured 1.0x bf16 per layer and 1.33x on a whole 0.6B "
+            "int8 on this CPU (avx512_bf16, no AMX) measured 1.0x bf16 per layer and 1.1-1.3x on a whole 0.6B "
             "model, but its scores drift 1-2e-2 vs fp32 (bf16: ~5e-3): use dtype bfloat16 or auto (the fastest "
             "path within 0.01 of fp32) unless that drift is acceptable"
         )
     return (
         "int8 (int8 weights and activations, torch._int_mm): the fastest CPU path where bf16 is not "
-        "native (measured 1.8x fp32 there), scores drift ~2e-2 vs fp32; float32 is the exact mode"
+        "native (the earlier fbgemm int8 path measured 1.8x fp32 there), scores drift ~2e-2 vs fp32; "
+        "float32 is the exact mode"
     )
 
 
@@ -163,14 +164,14 @@ def stored_dtype(config: Any) -> torch.dtype | None:
 
 
 def weight_bytes(module: torch.nn.Module) -> int:
-    """Bytes the module's weights take: parameters, buffers and int8 packed weights (which live in
-    the state dict only), a tensor shared by several names (tied embeddings) counted once."""
+    """Bytes the module's weights take: parameters and buffers (int8 weights and scales are buffers,
+    rerankd.models.int8), a tensor shared by several names (tied embeddings) counted once."""
     seen: set[tuple[int, int]] = set()
     total = 0
 
     def add(t: torch.Tensor) -> None:
         nonlocal total
-        if t.is_quantized or t.is_mkldnn:  # no storage to ask (oneDNN-packed weights: models.linear)
+        if t.is_mkldnn:  # no storage to ask (oneDNN-packed weights: models.linear)
             size = t.numel() * t.element_size()
             key = (id(t), size)
         else:
