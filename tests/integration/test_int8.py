@@ -136,3 +136,24 @@ print(int8.full_range(), int(q.min()), int(q.max()), exact)
     assert out.returncode == 0, out.stderr[-2000:]
     full, lo, hi, exact = out.stdout.split()
     assert full == "False" and int(lo) >= -64 and int(hi) <= 63 and exact == "True", out.stdout
+
+
+def test_the_warm_up_covers_what_real_calls_meet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first call (its warm-up compiles many rows and one, with and without a bias, against
+    ordinary buffers and inference-mode activations, as the scorer calls), no real call compiles
+    again: with recompiles made errors, the compiled path stays on."""
+    import torch._dynamo
+
+    ops = int8._Ops()
+    monkeypatch.setattr(int8, "OPS", ops)
+    plain, biased = Int8Linear(_linear()), Int8Linear(_linear(bias=True, seed=1))
+    with torch.inference_mode():
+        plain(torch.randn(5, 64))
+    if not ops.compiled:
+        pytest.skip("inductor could not compile here (no C++ compiler): the eager path ran")
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    with torch.inference_mode():
+        for rows in (1, 2, 7, 300):
+            plain(torch.randn(rows, 64))
+            biased(torch.randn(3, rows, 64))
+    assert ops.compiled  # a recompile would have raised, and the fallback would have turned it off

@@ -205,7 +205,7 @@ def _bench_model(
         "matmul peak GFLOP/s: "
         + ", ".join(f"{k} {v:.0f}" for k, v in limits.peaks.items() if k != "reference")
     )
-    checkpoint = sum(f.stat().st_size for p in ("*.safetensors", "*.bin") for f in model_dir.glob(p))
+    checkpoint = limits.weights_bytes
     if not peers_named and checkpoint > PEERS_BY_DEFAULT_MAX_GIB * 2**30:
         left = [v for v in variants if v in PEERS]
         variants = [v for v in variants if v not in PEERS]

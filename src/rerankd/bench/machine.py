@@ -80,6 +80,13 @@ def flops_per_token(model_dir: Path) -> float:
     return 2.0 * n * per_layer
 
 
+def checkpoint_bytes(model_dir: Path) -> int:
+    """The weights' size on disk: the safetensors, or the .bin files of a checkpoint without any (a repo
+    shipping both formats holds one set of weights, not two)."""
+    sizes = [sum(f.stat().st_size for f in model_dir.glob(p)) for p in ("*.safetensors", "*.bin")]
+    return sizes[0] or sizes[1]
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a run is set against: the measured matmul peak per variant, the model's FLOPs per token and
@@ -91,8 +98,7 @@ class Limits:
 
     @classmethod
     def measure(cls, model_dir: Path, threads: int) -> Limits:
-        weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
-        return cls(measure_peaks(threads), flops_per_token(model_dir), weights)
+        return cls(measure_peaks(threads), flops_per_token(model_dir), checkpoint_bytes(model_dir))
 
     def peak_fraction(self, tokens: int, seconds: float, variant: str) -> float:
         """The share of the dtype's matmul peak these tokens/s amount to."""

@@ -216,7 +216,10 @@ def server_load(
     with rerankd_server(model_dir, *args, log_dir=log_dir, ready_timeout=300, env=env) as server:
         url = f"{server.url}/v1/rerank"
         # What the server loaded (`auto` resolves in its own process): the row is labelled with it.
-        served_dtype = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"][0]["dtype"]
+        cards = httpx.get(f"{server.url}/v1/models", timeout=60)
+        if cards.status_code != 200:  # e.g. RERANKD_API_KEY set: the rerank requests would fail alike
+            raise RuntimeError(f"GET /v1/models: {cards.status_code}: {cards.text[:200]}")
+        served_dtype = cards.json()["data"][0]["dtype"]
 
         def client() -> None:
             with httpx.Client(timeout=600) as c:

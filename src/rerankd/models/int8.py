@@ -84,8 +84,9 @@ class _Ops:
     """`quantize_rows` and `rescale`, compiled where inductor can (CPU, $RERANKD_FUSED not off), eager
     otherwise. One per process: every linear shares the compiled code. Inductor compiles again for a case
     it has not seen (a bias, one row, another dtype); a compile failure at any call, the first or a later
-    one, logs once and switches to eager for good, and that call is answered eagerly: no request fails on
-    the compiler, and the values are the same."""
+    one, logs once and switches to eager for good (unless the eager call fails too: then the input is at
+    fault, not the compiler), and that call is answered eagerly: no request fails on the compiler, and
+    the values are the same."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -112,17 +113,25 @@ class _Ops:
                 log.warning("int8: torch.compile is not available (%s), eager", e)
                 return
             self.compiled = True
+        # The layer's scale and bias are ordinary tensors (buffers made at load), the activations are made
+        # in the caller's mode (the scorer's inference mode): dynamo guards on that, so the warm-up
+        # mirrors it, or real calls compile again. No randn: the user's random state is left alone.
+        with torch.inference_mode(False):
+            col, biases = torch.ones(8), (None, torch.zeros(8))
         for rows in (3, 1):  # many rows and one (inductor specialises size 1), no bias and a bias
-            _, s = self.quantize(torch.randn(rows, 16, dtype=x.dtype))
-            for bias in (None, torch.zeros(8)):
-                self.rescale(torch.zeros(rows, 8, dtype=torch.int32), s, torch.ones(8), bias, x.dtype)
+            probe = torch.linspace(-1.0, 1.0, rows * 16).reshape(rows, 16).to(x.dtype)
+            _, s = self.quantize(probe)
+            for bias in biases:
+                self.rescale(torch.zeros(rows, 8, dtype=torch.int32), s, col, bias, x.dtype)
 
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.compiled:
             try:
                 return self._quantize(x)
             except Exception as e:  # no C++ compiler, an inductor bug
+                out = quantize_rows(x)  # raises too if the input is at fault: compiling stays on then
                 self._fall_back(e)
+                return out
         return quantize_rows(x)
 
     def rescale(
@@ -137,7 +146,9 @@ class _Ops:
             try:
                 return self._rescale(acc, row, col, bias, dtype)
             except Exception as e:
+                y = rescale(acc, row, col, bias, dtype)
                 self._fall_back(e)
+                return y
         return rescale(acc, row, col, bias, dtype)
 
     def _fall_back(self, e: Exception) -> None:

@@ -91,9 +91,9 @@ def int8_advice() -> str:
     cpu = CpuFeatures.detect()
     if cpu.amx:
         return (
-            "int8 is slower than bfloat16 on this CPU (AMX: its int8 GEMM peaks at 0.46x bf16's, and the "
-            "whole model measured 0.46x bf16) and its scores drift ~3x more (~2e-2 vs fp32): use dtype "
-            "bfloat16 or auto"
+            "int8 is slower than bfloat16 on this CPU (AMX: its int8 GEMM peaks at 0.46x bf16's; the "
+            "earlier fbgemm int8 path measured 0.46x bf16 on the whole model) and its scores drift ~3x "
+            "more (~2e-2 vs fp32): use dtype bfloat16 or auto"
         )
     if cpu.avx512_bf16:
         return (
