@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from interleaved import interleave  # benchmarks/: the script's own directory
 from rerankd.bench.machine import machine
 from rerankd.bench.workloads import DEFAULT_MODEL_DIR, ensure_model, make_workloads
 from rerankd.config import BatchConfig, ModelConfig
@@ -81,13 +82,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     pairs = len(request["documents"])
-    rates: dict[str, list[float]] = {v: [] for v in runs}
-    scores: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for v, run in runs.items():
-            t = clock()
-            scores[v] = run()
-            rates[v].append(pairs / (clock() - t))
+    rates, scores = interleave(runs, args.rounds, pairs, clock)
     unit = "CPU time" if args.cpu_time else "wall time"
     print(
         f"workload A ({pairs} pairs), {args.rounds} rounds interleaved, {unit}, threads {torch.get_num_threads()}"

@@ -24,6 +24,20 @@ from rerankd.models.fused import maybe_compile
 from rerankd.reranker import load_reranker
 
 
+def interleave(
+    runs: dict[str, Callable[[], list[float]]], rounds: int, pairs: int, clock: Callable[[], float]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each run once per round, in turn, `rounds` times: its pairs/s per round, and its last scores."""
+    rates: dict[str, list[float]] = {v: [] for v in runs}
+    scores: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for v, run in runs.items():
+            t = clock()
+            scores[v] = run()
+            rates[v].append(pairs / (clock() - t))
+    return rates, scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="bfloat16,bfloat16+compile,int8")
@@ -61,13 +75,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)  # after the loads: the loader sets every core
     pairs = len(request["documents"])
-    rates: dict[str, list[float]] = {v: [] for v in runs}
-    scores: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for v, run in runs.items():
-            t = clock()
-            scores[v] = run()
-            rates[v].append(pairs / (clock() - t))
+    rates, scores = interleave(runs, args.rounds, pairs, clock)
     base = next(iter(runs))
     unit = "CPU time" if args.cpu_time else "wall time"
     print(f"workload A ({pairs} pairs), {args.rounds} rounds, interleaved in one process, {unit}")

@@ -205,12 +205,11 @@ def _bench_model(
         "matmul peak GFLOP/s: "
         + ", ".join(f"{k} {v:.0f}" for k, v in limits.peaks.items() if k != "reference")
     )
-    checkpoint = limits.weights_bytes
-    if not peers_named and checkpoint > PEERS_BY_DEFAULT_MAX_GIB * 2**30:
+    if not peers_named and limits.weights_bytes > PEERS_BY_DEFAULT_MAX_GIB * 2**30:
         left = [v for v in variants if v in PEERS]
         variants = [v for v in variants if v not in PEERS]
         _say(
-            f"{', '.join(left)}: left out ({checkpoint / 2**30:.1f} GiB of weights, over the "
+            f"{', '.join(left)}: left out ({limits.weights_bytes / 2**30:.1f} GiB of weights, over the "
             f"{PEERS_BY_DEFAULT_MAX_GIB} GiB a default run copies for them; name them in --variants to run them)"
         )
     plan = RunPlan(

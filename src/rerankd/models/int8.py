@@ -35,7 +35,6 @@ from rerankd.models.kernels import fused_mode
 log = logging.getLogger("rerankd.models")
 
 _EPS = torch.finfo(torch.float32).eps
-_QMAX = 127.5  # (127 - (-128)) / 2: torch's symmetric int8 observers' divisor
 
 
 @functools.cache
@@ -52,22 +51,25 @@ def full_range() -> bool:
     return torch.equal(torch._int_mm(a, b), expected)
 
 
+def _symmetric(x: torch.Tensor, lo: int = -128, hi: int = 127) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] as int8 in [lo, hi] with one fp32 scale per row ([M, 1]): max|row| / ((hi - lo) / 2),
+    what torch's symmetric int8 observers compute (127.5 for the full range)."""
+    x = x.float()
+    scale = (x.abs().amax(dim=-1, keepdim=True) / ((hi - lo) / 2)).clamp(min=_EPS)
+    return torch.round(x / scale).clamp(lo, hi).to(torch.int8), scale
+
+
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 [in, out] (contiguous, for `torch._int_mm`) and the fp32 scale per output channel. In 7 bits
     ([-64, 63]) where the full range would saturate (`full_range`): then every pair's sum fits int16, as
     oneDNN's notes on int8 without VNNI advise (fbgemm did the same by 7-bit activations)."""
-    w = weight.detach().float()
-    lo, hi = (-128, 127) if full_range() else (-64, 63)
-    scale = (w.abs().amax(dim=1) / ((hi - lo) / 2)).clamp(min=_EPS)
-    q = torch.round(w / scale[:, None]).clamp(lo, hi).to(torch.int8)
-    return q.t().contiguous(), scale
+    q, scale = _symmetric(weight.detach()) if full_range() else _symmetric(weight.detach(), -64, 63)
+    return q.t().contiguous(), scale.squeeze(1)
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [M, K] as int8 with one fp32 scale per row ([M, 1])."""
-    x = x.float()
-    scale = (x.abs().amax(dim=-1, keepdim=True) / _QMAX).clamp(min=_EPS)
-    return torch.round(x / scale).clamp(-128, 127).to(torch.int8), scale
+    return _symmetric(x)
 
 
 def rescale(

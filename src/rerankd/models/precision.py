@@ -11,6 +11,7 @@ import torch
 
 from rerankd.config import DTYPE_CHOICES as _NAMES
 from rerankd.errors import ModelLoadError
+from rerankd.models.int8 import Int8Linear
 
 _DTYPES = {
     "float32": torch.float32,
@@ -112,8 +113,6 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """Every nn.Linear inside `module` as an int8 one (rerankd.models.int8: int8 weights per channel,
     activations per token, `torch._int_mm`), in place, one layer at a time (each fp32 weight is released
     as soon as its int8 copy exists)."""
-    from rerankd.models.int8 import Int8Linear
-
     mapped = _MappedFiles()
 
     def walk(m: torch.nn.Module) -> None:
